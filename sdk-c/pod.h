@@ -36,7 +36,7 @@ typedef struct vk_mount {
 } vk_mount;
 
 /* Requests and limits as written ("500m", "128Mi") and as numbers:
- * CPU in millicores, memory in bytes, -1 when absent. */
+ * CPU in millicores, memory in bytes, -1 when absent or malformed. */
 typedef struct vk_resources {
     const char *cpu_request, *cpu_limit, *memory_request, *memory_limit;
     int64_t cpu_request_milli, cpu_limit_milli;
@@ -52,7 +52,8 @@ typedef struct vk_container {
     size_t n_command;
     const char **args;
     size_t n_args;
-    vk_kv *env; /* value NULL when an unresolved valueFrom remained */
+    vk_kv *env; /* value NULL when an unresolved valueFrom remained,
+                 * "" when the variable has neither value nor valueFrom */
     size_t n_env;
     vk_port *ports;
     size_t n_ports;
@@ -103,8 +104,10 @@ typedef struct vk_pod {
     size_t json_len;
 } vk_pod;
 
-/* Parse a Pod. NULL on failure with a message in err (errlen bytes); a pod
- * without metadata.name or spec.containers is an error. */
+/* Parse a Pod. NULL on failure with a message in err (errlen bytes; err
+ * may be NULL): invalid JSON, no metadata.name, no non-empty
+ * spec.containers, or a container without a name. Optional fields of the
+ * wrong type read as absent. */
 vk_pod *vk_pod_parse(const char *json, size_t len, char *err, size_t errlen);
 void vk_pod_free(vk_pod *pod);
 /* The container (or init container) of that name, or NULL. */
@@ -114,7 +117,8 @@ void vk_pod_key(const vk_pod *pod, char *buf, size_t n);
 
 /* Kubernetes quantities: "100m", "2", "1.5", "128Mi", "1G", "1e3".
  * vk_quantity_milli gives value*1000 (CPU), vk_quantity_value the value
- * rounded up (bytes). 0 on success, -1 for a malformed quantity. */
+ * (bytes), both rounded up (away from zero) as Kubernetes does. 0 on
+ * success, -1 for a malformed quantity or one past int64. */
 int vk_quantity_milli(const char *q, int64_t *out);
 int vk_quantity_value(const char *q, int64_t *out);
 
@@ -154,12 +158,13 @@ typedef struct vk_pod_status {
 /* Write the PodStatus JSON into out (appended). The conditions PodScheduled,
  * Initialized, ContainersReady and Ready are derived from the container
  * states the way the kubelet derives them, with lastTransitionTime `now`
- * (Unix seconds). 0, or -1 when memory ran out. */
+ * (Unix seconds). 0, or -1 (out unchanged) when memory ran out. */
 int vk_pod_status_json(const vk_pod_status *st, int64_t now, vk_buf *out);
 
 /* Replace (or add) the "status" member of a Pod JSON document with
- * status_json, appending the result to out. 0, or -1 when either document
- * does not parse. */
+ * status_json, appending the result to out; every other member, known or
+ * not, is kept as it was. Neither input needs a terminating NUL. 0, or -1
+ * (out unchanged) when either is not a JSON object or memory ran out. */
 int vk_pod_with_status(const char *pod_json, size_t pod_len,
                        const char *status_json, size_t status_len, vk_buf *out);
 
