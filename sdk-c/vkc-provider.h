@@ -56,7 +56,8 @@ void *vk_ctx_userdata(vk_ctx *ctx);
  * while the user is not reading (backpressure); large buffers are split.
  * Thread-safe. 0, or -1 once the user is gone: stop producing then. */
 int vk_stream_write(vk_stream *s, const void *data, size_t len);
-/* Exec/attach stderr. */
+/* Exec/attach stderr; -1 on log and port-forward streams, whose bytes are
+ * one stream that error text would corrupt. */
 int vk_stream_write_stderr(vk_stream *s, const void *data, size_t len);
 
 enum vk_input_kind {
@@ -74,7 +75,9 @@ typedef struct vk_input {
 
 /* Next thing from the user, waiting up to timeout_ms (-1: no limit).
  * 1 with *in filled, 0 on timeout, -1 when the user is gone. After
- * VK_INPUT_EOF only -1 or 0 follow. */
+ * VK_INPUT_EOF only -1 or 0 follow. One reading thread at a time. On a log
+ * stream nothing ever arrives, which makes it an interruptible sleep.
+ * A stream is valid until the callback it was given to returns. */
 int vk_stream_read(vk_stream *s, vk_input *in, int timeout_ms);
 
 /* ---- request shapes ---------------------------------------------------- */
@@ -160,6 +163,7 @@ typedef struct vk_provider_ops {
 
 /* ---- running ------------------------------------------------------------ */
 
+/* Call vk_rpc_init first (vk_provider_main does). */
 vk_provider *vk_provider_new(const vk_provider_ops *ops, void *ud);
 /* Serve on addr ("unix:/path" or "host:port"). 0, or -1 (logged). */
 int vk_provider_start(vk_provider *p, const char *addr);
@@ -177,7 +181,8 @@ int vk_provider_main(const vk_provider_ops *ops, void *ud, int argc, char **argv
 
 /* Report the current status of a pod to the core (WatchPodStatus). Call it
  * for every change; the SDK coalesces per pod and keeps nothing beyond the
- * latest status of each pod. status_json NULL reports the pod as deleted.
+ * latest status of each pod. status_json NULL reports the pod as deleted;
+ * the SDK also does that itself once DeletePod returns OK or NOT_FOUND.
  * Thread-safe, never blocks on the core. 0, or -1 when memory ran out. */
 int vk_provider_notify_pod(vk_provider *p, const char *ns, const char *name,
                            const char *uid, const char *status_json, size_t len);
