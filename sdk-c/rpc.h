@@ -56,7 +56,8 @@ typedef struct vk_channel vk_channel;
 
 /* target: "unix:/path", "unix:///path" or "host:port". max_message 0 means
  * VK_RPC_MAX_MESSAGE. Never NULL for a syntactically valid target;
- * connection happens lazily. */
+ * connection happens lazily. Plaintext: the socket's file mode (or
+ * loopback) is the access control. */
 vk_channel *vk_channel_open(const char *target, size_t max_message);
 void vk_channel_close(vk_channel *ch);
 /* Wait until the channel is connected, up to timeout_ms. true when ready. */
@@ -91,7 +92,8 @@ int vk_call_recv(vk_call *c, const ProtobufCMessageDescriptor *desc,
 /* Cancel from any thread; blocked send/recv return promptly. */
 void vk_call_cancel(vk_call *c);
 /* Wait for the final status; returns its code. Call once, after the last
- * send/recv returned. */
+ * send/recv returned. It waits for the server to end the call: to give up
+ * on a stream that is still running, vk_call_cancel first. */
 int vk_call_finish(vk_call *c, vk_status *st);
 /* Release. Cancels the call first if it has not finished. */
 void vk_call_free(vk_call *c);
@@ -112,10 +114,13 @@ vk_server *vk_server_new(const char *addr, size_t max_message, int max_workers);
 /* Register a handler for "/pkg.Service/Method" before vk_server_start.
  * Unregistered methods are answered VK_UNIMPLEMENTED. */
 void vk_server_handle(vk_server *s, const char *method, vk_handler fn, void *ud);
-/* Bind and start serving. 0, or -1 when the address cannot be bound. */
+/* Bind and start serving. 0, or -1 when the address cannot be bound (a TCP
+ * port in use fails: no SO_REUSEPORT sharing). A unix socket is made mode
+ * 0600 between bind and start; keep it in a private directory as well. */
 int vk_server_start(vk_server *s);
 /* Stop accepting, give running calls grace_ms to end, cancel the rest, and
- * wait for every handler to return. */
+ * wait for every handler to return. Does nothing on a server that is not
+ * running (or that another thread is already stopping). */
 void vk_server_stop(vk_server *s, int grace_ms);
 /* Free a stopped (or never started) server. */
 void vk_server_free(vk_server *s);
@@ -124,11 +129,13 @@ const char *vk_scall_method(const vk_scall *c);
 /* Milliseconds until the client's deadline, or -1 when it set none. */
 long vk_scall_deadline_left_ms(const vk_scall *c);
 /* Receive one client message: 1 with *out set, 0 when the client
- * half-closed or went away, -1 when it did not decode. */
+ * half-closed or went away, -1 when it did not decode (the call then ends
+ * with VK_INVALID_ARGUMENT). */
 int vk_scall_recv(vk_scall *c, const ProtobufCMessageDescriptor *desc,
                   ProtobufCMessage **out);
 /* Send one message; blocks under flow control. 0, or -1 when the client is
- * gone or the message is above the size limit. */
+ * gone or the message is above the size limit (the call then ends with
+ * VK_RESOURCE_EXHAUSTED). */
 int vk_scall_send(vk_scall *c, const ProtobufCMessage *msg);
 /* Unary reply: message and OK status in one batch. 0 or -1. */
 int vk_scall_reply(vk_scall *c, const ProtobufCMessage *msg);
@@ -136,7 +143,8 @@ int vk_scall_reply(vk_scall *c, const ProtobufCMessage *msg);
 int vk_scall_finish(vk_scall *c, int code, const char *message);
 /* True once the client cancelled, its deadline passed or it disconnected.
  * Waits up to wait_ms for that to happen (0: just look). A handler with
- * nothing to read uses it as an interruptible sleep. */
+ * nothing to read uses it as an interruptible sleep. Any thread of the
+ * handler may call it, also while another waits in it. */
 bool vk_scall_cancelled(vk_scall *c, int wait_ms);
 
 #endif

@@ -5,7 +5,8 @@
  * completion callback back on the loop thread, so loop-side state is only
  * ever touched by the loop. vk_post lets any thread (a stream reader, say)
  * hand a function to the loop. Both are bounded: a full queue says so
- * instead of growing.
+ * instead of growing. Neither keeps ev_run going by itself: the loop must
+ * have watchers of its own while it waits for completions.
  */
 #ifndef VKC_WORK_H
 #define VKC_WORK_H
@@ -20,7 +21,8 @@ typedef void (*vk_work_fn)(void *arg);
 
 /* threads >= 1, queue_max >= 1: jobs waiting beyond the running ones. */
 vk_pool *vk_pool_new(struct ev_loop *loop, int threads, int queue_max);
-/* Queue a job. 0, or -1 when the queue is full or the pool is stopping. */
+/* Queue a job, from any thread. 0, or -1 when the queue is full or the pool
+ * is stopping (so a done callback run by vk_pool_free gets -1). */
 int vk_pool_submit(vk_pool *p, vk_work_fn work, vk_work_fn done, void *arg);
 /* Jobs queued and running right now (for metrics). */
 int vk_pool_pending(vk_pool *p);
@@ -34,7 +36,8 @@ vk_mailbox *vk_mailbox_new(struct ev_loop *loop, int max);
 /* From any thread: run fn(arg) on the loop thread soon. 0, or -1 when the
  * mailbox holds `max` undelivered items already. */
 int vk_post(vk_mailbox *m, vk_work_fn fn, void *arg);
-/* Deliver what is left, then free. Loop thread only. */
+/* Deliver what is left, then free. Loop thread only, not from inside a
+ * posted function, and after every other thread has stopped posting. */
 void vk_mailbox_free(vk_mailbox *m);
 
 #endif
