@@ -1,0 +1,361 @@
+/* flags.c -- getopt_long over the vkc-core flags, then defaults and
+ * validation, so the rest of the core sees only sane values. */
+#include "flags.h"
+
+#include <ctype.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "command.h"
+#include "log.h"
+#include "version.h"
+
+enum {
+    O_NODENAME = 256, O_KUBECONFIG, O_PROVIDER, O_PROVIDER_CONFIG, O_LOG_LEVEL,
+    O_METRICS_ADDR, O_LISTEN_PORT, O_PROVIDER_CMD, O_PROVIDER_SOCKET,
+    O_SOCKET_DIR, O_PING_INTERVAL, O_PING_TIMEOUT, O_MAX_BACKOFF,
+    O_STOP_TIMEOUT, O_VERSION,
+};
+
+static const struct option options[] = {
+    {"nodename", required_argument, NULL, O_NODENAME},
+    {"kubeconfig", required_argument, NULL, O_KUBECONFIG},
+    {"provider", required_argument, NULL, O_PROVIDER},
+    {"provider-config", required_argument, NULL, O_PROVIDER_CONFIG},
+    {"log-level", required_argument, NULL, O_LOG_LEVEL},
+    {"metrics-addr", required_argument, NULL, O_METRICS_ADDR},
+    {"listen-port", required_argument, NULL, O_LISTEN_PORT},
+    {"provider-cmd", required_argument, NULL, O_PROVIDER_CMD},
+    {"provider-socket", required_argument, NULL, O_PROVIDER_SOCKET},
+    {"socket-dir", required_argument, NULL, O_SOCKET_DIR},
+    {"provider-ping-interval", required_argument, NULL, O_PING_INTERVAL},
+    {"provider-ping-timeout", required_argument, NULL, O_PING_TIMEOUT},
+    {"provider-restart-max-backoff", required_argument, NULL, O_MAX_BACKOFF},
+    {"provider-stop-timeout", required_argument, NULL, O_STOP_TIMEOUT},
+    {"version", no_argument, NULL, O_VERSION},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+static const char usage[] =
+    "usage: vkc-core (--provider-cmd CMD | --provider-socket PATH) [flags]\n"
+    "\n"
+    "A Kubernetes node backed by a provider process (see proto/provider.proto).\n"
+    "\n"
+    "provider:\n"
+    "  --provider-cmd CMD        start and supervise the provider: CMD is split into\n"
+    "                            words like a shell would (quotes, backslash), with\n"
+    "                            no expansion; use sh -c '...' for shell syntax\n"
+    "  --provider-socket PATH    connect to a provider already serving on PATH\n"
+    "  --provider NAME           expected provider name (warn when it differs)\n"
+    "  --provider-config PATH    passed to a started provider as VKC_PROVIDER_CONFIG\n"
+    "  --socket-dir DIR          where provider.sock and core.sock live (mode 0700;\n"
+    "                            default /run/vkc/NODE as root, else\n"
+    "                            $XDG_RUNTIME_DIR/vkc/NODE or /tmp/vkc-UID/NODE)\n"
+    "  --provider-ping-interval D          liveness ping period (2s)\n"
+    "  --provider-ping-timeout D           deadline of one ping (1s); three missed\n"
+    "                                      pings in a row mean the provider hung\n"
+    "  --provider-restart-max-backoff D    restart delay cap (30s)\n"
+    "  --provider-stop-timeout D           SIGTERM to SIGKILL at shutdown (10s)\n"
+    "\n"
+    "node:\n"
+    "  --nodename NAME           node name (default: the host name)\n"
+    "  --kubeconfig PATH         API server credentials\n"
+    "  --listen-port PORT        kubelet API port (10250)\n"
+    "  --metrics-addr ADDR       [host]:port for metrics (:10255)\n"
+    "  --log-level LEVEL         debug, info, warn or error (info)\n"
+    "  --version, --help\n"
+    "\n"
+    "Durations: 500ms, 2s, 1m, 1m30s.\n";
+
+static enum flags_result bad(FILE *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static enum flags_result bad(FILE *err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("vkc-core: ", err);
+    vfprintf(err, fmt, ap);
+    fputs("\n", err);
+    va_end(ap);
+    return FLAGS_EXIT_BAD;
+}
+
+static int set(char **field, const char *value)
+{
+    free(*field);
+    *field = strdup(value);
+    return *field ? 0 : -1;
+}
+
+int flags_parse_duration(const char *s, int *ms)
+{
+    static const struct { const char *name; double ms; } units[] = {
+        {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000},
+    };
+    double total = 0;
+
+    if (strcmp(s, "0") == 0) {
+        *ms = 0;
+        return 0;
+    }
+    if (!*s)
+        return -1;
+    while (*s) {
+        double v = 0, scale = 1;
+        int digits = 0;
+        for (; isdigit((unsigned char)*s); s++, digits++)
+            v = v * 10 + (*s - '0');
+        if (*s == '.')
+            for (s++; isdigit((unsigned char)*s); s++, digits++)
+                v += (*s - '0') * (scale /= 10);
+        if (digits == 0)
+            return -1;
+        size_t u = 0; /* "ms" comes before "m" in units, so it wins */
+        while (u < sizeof units / sizeof units[0] &&
+               strncmp(s, units[u].name, strlen(units[u].name)) != 0)
+            u++;
+        if (u == sizeof units / sizeof units[0])
+            return -1;
+        s += strlen(units[u].name);
+        total += v * units[u].ms;
+        if (total > INT_MAX)
+            return -1;
+    }
+    *ms = (int)total;
+    return 0;
+}
+
+/* A DNS-1123 subdomain, what Kubernetes accepts as a node name. */
+static int valid_node_name(const char *s)
+{
+    size_t len = strlen(s);
+    if (len == 0 || len > 253)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        int alnum = islower((unsigned char)s[i]) || isdigit((unsigned char)s[i]);
+        int first = i == 0 || s[i - 1] == '.';
+        int last = i + 1 == len || s[i + 1] == '.';
+        if (alnum)
+            continue;
+        if ((s[i] != '-' && s[i] != '.') || first || last)
+            return 0;
+    }
+    return 1;
+}
+
+static int parse_port(const char *s, int *port)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (!isdigit((unsigned char)*s) || *end || v < 1 || v > 65535)
+        return -1;
+    *port = (int)v;
+    return 0;
+}
+
+/* [host]:port, host empty, a name, an IPv4 address or [IPv6]. */
+static int valid_addr(const char *s)
+{
+    const char *colon = strrchr(s, ':');
+    int port;
+    if (!colon || parse_port(colon + 1, &port) < 0)
+        return 0;
+    if (s[0] == '[')
+        return colon > s + 1 && colon[-1] == ']';
+    return memchr(s, ':', (size_t)(colon - s)) == NULL;
+}
+
+static char *default_node_name(void)
+{
+    char host[256];
+    if (gethostname(host, sizeof host) < 0)
+        return NULL;
+    host[sizeof host - 1] = '\0';
+    for (char *p = host; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    return strdup(host);
+}
+
+static char *default_socket_dir(const char *node)
+{
+    vk_buf b = VK_BUF_INIT;
+    const char *xdg = getenv("XDG_RUNTIME_DIR");
+    int rc;
+    if (geteuid() == 0)
+        rc = vk_buf_printf(&b, "/run/vkc/%s", node);
+    else if (xdg && xdg[0] == '/')
+        rc = vk_buf_printf(&b, "%s/vkc/%s", xdg, node);
+    else
+        rc = vk_buf_printf(&b, "/tmp/vkc-%u/%s", (unsigned)geteuid(), node);
+    if (rc < 0) {
+        vk_buf_free(&b);
+        return NULL;
+    }
+    return vk_buf_steal(&b, NULL);
+}
+
+static int set_duration(FILE *err, const char *name, const char *value, int *ms, int min)
+{
+    if (flags_parse_duration(value, ms) < 0) {
+        bad(err, "--%s: bad duration \"%s\" (examples: 500ms, 2s, 1m)", name, value);
+        return -1;
+    }
+    if (*ms < min) {
+        bad(err, "--%s: must be at least %dms", name, min);
+        return -1;
+    }
+    return 0;
+}
+
+/* Defaults and cross-flag rules once every flag was seen. */
+static enum flags_result finish(flags *f, const char *cmd, FILE *err)
+{
+    const size_t sun_max = sizeof(((struct sockaddr_un *)0)->sun_path);
+
+    if (!cmd == !f->provider_socket)
+        return bad(err, "exactly one of --provider-cmd and --provider-socket is required");
+    if (!f->node_name && !(f->node_name = default_node_name()))
+        return bad(err, "--nodename: cannot read the host name");
+    if (!valid_node_name(f->node_name))
+        return bad(err, "--nodename: \"%s\" is not a valid node name (lowercase "
+                   "letters, digits, '-' and '.')", f->node_name);
+    if (f->log_level && vk_log_set_level_name(f->log_level) < 0)
+        return bad(err, "--log-level: unknown level \"%s\" (debug, info, warn, error)",
+                   f->log_level);
+    if (!f->metrics_addr && set(&f->metrics_addr, ":10255") < 0)
+        return bad(err, "out of memory");
+    if (!valid_addr(f->metrics_addr))
+        return bad(err, "--metrics-addr: \"%s\" is not [host]:port", f->metrics_addr);
+
+    if (cmd) {
+        const char *why;
+        if (command_split(cmd, &f->provider_argv, &why) < 0)
+            return bad(err, "--provider-cmd: %s", why);
+        f->provider_path = command_resolve(f->provider_argv[0]);
+        if (!f->provider_path)
+            return bad(err, "--provider-cmd: %s: command not found or not executable",
+                       f->provider_argv[0]);
+    } else {
+        const char *path = f->provider_socket;
+        if (strncmp(path, "unix://", 7) == 0)
+            path += 7;
+        else if (strncmp(path, "unix:", 5) == 0)
+            path += 5;
+        memmove(f->provider_socket, path, strlen(path) + 1);
+        if (!f->provider_socket[0] || strlen(f->provider_socket) >= sun_max)
+            return bad(err, "--provider-socket: path empty or longer than %zu bytes",
+                       sun_max - 1);
+    }
+
+    if (!f->socket_dir && !(f->socket_dir = default_socket_dir(f->node_name)))
+        return bad(err, "out of memory");
+    size_t len = strlen(f->socket_dir);
+    while (len > 1 && f->socket_dir[len - 1] == '/')
+        f->socket_dir[--len] = '\0';
+    if (len == 0 || len + sizeof "/provider.sock" > sun_max)
+        return bad(err, "--socket-dir: path empty or too long for a Unix socket "
+                   "(at most %zu bytes)", sun_max - sizeof "/provider.sock");
+    return FLAGS_RUN;
+}
+
+enum flags_result flags_parse(flags *f, int argc, char **argv, FILE *out, FILE *err)
+{
+    char *cmd = NULL;
+    enum flags_result rc = FLAGS_RUN;
+
+    memset(f, 0, sizeof *f);
+    f->listen_port = 10250;
+    f->ping_interval_ms = 2000;
+    f->ping_timeout_ms = 1000;
+    f->restart_max_backoff_ms = 30000;
+    f->stop_timeout_ms = 10000;
+
+    optind = 0; /* glibc: full reinitialisation, so parsing can run twice */
+    opterr = 0;
+    int c;
+    while (rc == FLAGS_RUN && (c = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
+        /* glibc sets optopt to the character of a bad short option and to
+         * 0 or the option's value (>= 256) for a bad long one. */
+        char short_name[3] = {'-', (char)optopt, '\0'};
+        const char *name = optopt > 0 && optopt < 256 ? short_name : argv[optind - 1];
+        int mem = 0;
+        switch (c) {
+        case O_NODENAME: mem = set(&f->node_name, optarg); break;
+        case O_KUBECONFIG: mem = set(&f->kubeconfig, optarg); break;
+        case O_PROVIDER: mem = set(&f->provider_name, optarg); break;
+        case O_PROVIDER_CONFIG: mem = set(&f->provider_config, optarg); break;
+        case O_LOG_LEVEL: mem = set(&f->log_level, optarg); break;
+        case O_METRICS_ADDR: mem = set(&f->metrics_addr, optarg); break;
+        case O_PROVIDER_CMD: mem = set(&cmd, optarg); break;
+        case O_PROVIDER_SOCKET: mem = set(&f->provider_socket, optarg); break;
+        case O_SOCKET_DIR: mem = set(&f->socket_dir, optarg); break;
+        case O_LISTEN_PORT:
+            if (parse_port(optarg, &f->listen_port) < 0)
+                rc = bad(err, "--listen-port: \"%s\" is not a port (1-65535)", optarg);
+            break;
+        case O_PING_INTERVAL:
+            if (set_duration(err, "provider-ping-interval", optarg, &f->ping_interval_ms, 1) < 0)
+                rc = FLAGS_EXIT_BAD;
+            break;
+        case O_PING_TIMEOUT:
+            if (set_duration(err, "provider-ping-timeout", optarg, &f->ping_timeout_ms, 1) < 0)
+                rc = FLAGS_EXIT_BAD;
+            break;
+        case O_MAX_BACKOFF:
+            if (set_duration(err, "provider-restart-max-backoff", optarg,
+                             &f->restart_max_backoff_ms, 1) < 0)
+                rc = FLAGS_EXIT_BAD;
+            break;
+        case O_STOP_TIMEOUT:
+            if (set_duration(err, "provider-stop-timeout", optarg, &f->stop_timeout_ms, 0) < 0)
+                rc = FLAGS_EXIT_BAD;
+            break;
+        case O_VERSION:
+            fprintf(out, "vkc-core %s (provider protocol %u)\n", VKC_CORE_VERSION,
+                    VKC_PROTOCOL_VERSION);
+            rc = FLAGS_EXIT_OK;
+            break;
+        case 'h':
+            fputs(usage, out);
+            rc = FLAGS_EXIT_OK;
+            break;
+        case ':':
+            rc = bad(err, "%s needs a value", name);
+            break;
+        default:
+            rc = bad(err, "unknown flag %s (see --help)", name);
+            break;
+        }
+        if (mem < 0)
+            rc = bad(err, "out of memory");
+    }
+    if (rc == FLAGS_RUN && optind < argc)
+        rc = bad(err, "unexpected argument \"%s\" (see --help)", argv[optind]);
+    if (rc == FLAGS_RUN)
+        rc = finish(f, cmd, err);
+    free(cmd);
+    return rc;
+}
+
+void flags_free(flags *f)
+{
+    free(f->node_name);
+    free(f->kubeconfig);
+    free(f->provider_name);
+    free(f->provider_config);
+    free(f->log_level);
+    free(f->metrics_addr);
+    command_free(f->provider_argv);
+    free(f->provider_path);
+    free(f->provider_socket);
+    free(f->socket_dir);
+    memset(f, 0, sizeof *f);
+}
