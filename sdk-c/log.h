@@ -18,7 +18,7 @@ int vk_log_enabled(enum vk_log_level level);
 void vk_log_set_component(const char *name);
 
 /* msg is quoted as needed; kv is a printf format for the key=value tail,
- * "" for none. Thread-safe: a line is written with one write(2). */
+ * NULL for none. Thread-safe: a line is written with one write(2). */
 void vk_log(enum vk_log_level level, const char *msg, const char *kv, ...)
     __attribute__((format(printf, 3, 4)));
 

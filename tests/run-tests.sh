@@ -1,0 +1,64 @@
+#!/bin/bash
+# Runs the test programs of one build tree and reports each.
+#   tests/run-tests.sh BUILD [unit|integration|python]
+# Every test is a program that exits non-zero on failure; each gets a time
+# limit so a hang fails the run instead of stalling it.
+set -uo pipefail
+
+build=${1:?usage: run-tests.sh BUILD [group]}
+only=${2:-}
+export VKC_BIN_DIR="$build/bin"
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/tests/lsan.supp:print_suppressions=0}
+
+failed=()
+passed=0
+
+run() { # name, timeout seconds, command...
+    local name=$1 limit=$2
+    shift 2
+    local start=$SECONDS
+    printf '%-40s ' "$name"
+    local log="$build/test-logs/$name.log"
+    mkdir -p "$(dirname "$log")"
+    if timeout --kill-after=10 "$limit" "$@" >"$log" 2>&1; then
+        echo "ok    ($((SECONDS - start))s)"
+        passed=$((passed + 1))
+    else
+        echo "FAIL  ($((SECONDS - start))s, log: $log)"
+        tail -n 40 "$log" | sed 's/^/    | /'
+        failed+=("$name")
+    fi
+}
+
+if [ -z "$only" ] || [ "$only" = unit ]; then
+    for t in "$build"/tests/test_*; do
+        [ -x "$t" ] || continue
+        run "unit/$(basename "$t")" 300 "$t"
+    done
+fi
+
+if [ -z "$only" ] || [ "$only" = unit ]; then
+    run "docs/readme-example" 10 tests/readme-example.sh
+fi
+
+if [ -z "$only" ] || [ "$only" = integration ]; then
+    for t in "$build"/tests/integration/test_*; do
+        [ -x "$t" ] || continue
+        run "integration/$(basename "$t")" 600 "$t"
+    done
+fi
+
+if [ -z "$only" ] || [ "$only" = python ]; then
+    stubs="$build/python"
+    mkdir -p "$stubs"
+    protoc --proto_path=proto --python_out="$stubs" --grpc_python_out="$stubs" \
+        --plugin=protoc-gen-grpc_python=/usr/bin/grpc_python_plugin proto/provider.proto
+    # Debian's grpcio lives in the system interpreter, not in any other
+    # python3 that may come first on PATH.
+    run "python/test_mock_client" 300 /usr/bin/python3 tests/python/test_mock_client.py "$build/bin" "$stubs"
+fi
+
+echo "passed: $passed, failed: ${#failed[@]}"
+[ ${#failed[@]} -eq 0 ] || { printf 'failed: %s\n' "${failed[@]}"; exit 1; }
