@@ -448,6 +448,8 @@ vk_provider *vk_provider_new(const vk_provider_ops *ops, void *ud)
     return p;
 }
 
+static void catch_signals(vk_provider *p);
+
 int vk_provider_start(vk_provider *p, const char *addr)
 {
     if (p->server != NULL) {
@@ -470,6 +472,7 @@ int vk_provider_start(vk_provider *p, const char *addr)
         return -1;
     }
     p->server = s;
+    catch_signals(p);
     return 0;
 }
 
@@ -500,24 +503,37 @@ static void stop_server(vk_provider *p)
     p->server = NULL;
 }
 
-int vk_provider_wait(vk_provider *p)
+/* Installed at start, not at wait: a SIGTERM that arrives between the two
+ * must stop the provider, not kill it. */
+static void catch_signals(vk_provider *p)
 {
-    struct sigaction sa, old_int, old_term;
+    struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
     sa.sa_flags = SA_RESTART; /* the signal may land on any of gRPC's threads */
     sigemptyset(&sa.sa_mask);
     atomic_store(&signal_fd, p->wake[1]);
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
+    sigaction(SIGINT, &sa, &p->old_int);
+    sigaction(SIGTERM, &sa, &p->old_term);
+    p->handlers_set = true;
+}
 
+static void release_signals(vk_provider *p)
+{
+    if (!p->handlers_set)
+        return;
+    sigaction(SIGINT, &p->old_int, NULL);
+    sigaction(SIGTERM, &p->old_term, NULL);
+    atomic_store(&signal_fd, -1);
+    p->handlers_set = false;
+}
+
+int vk_provider_wait(vk_provider *p)
+{
     unsigned char b = 0;
     while (read(p->wake[0], &b, 1) < 0 && errno == EINTR)
         ;
-
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGTERM, &old_term, NULL);
-    atomic_store(&signal_fd, -1);
+    release_signals(p);
     vk_info("provider stopping", "cause=%s",
             b == SIGTERM ? "SIGTERM" : b == SIGINT ? "SIGINT" : "vk_provider_stop");
     stop_server(p);
@@ -536,6 +552,7 @@ void vk_provider_free(vk_provider *p)
 {
     if (p == NULL)
         return;
+    release_signals(p);
     stop_server(p);
     core_destroy(&p->core);
     watch_destroy(&p->watch);

@@ -5,6 +5,7 @@
 #define VKC_PROVIDER_INTERNAL_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 
 #include "provider.pb-c.h"
@@ -66,6 +67,9 @@ struct vk_provider {
     struct vk_route routes[RPC_COUNT];
     vk_server *server;
     int wake[2]; /* self-pipe written by signals and vk_provider_stop */
+    /* SIGINT/SIGTERM handlers as they were before vk_provider_start. */
+    struct sigaction old_int, old_term;
+    bool handlers_set;
     atomic_bool stopping;
     struct watch_table watch;
     struct core_client core;
