@@ -44,6 +44,18 @@ if [ -z "$only" ] || [ "$only" = unit ]; then
 fi
 
 if [ -z "$only" ] || [ "$only" = integration ]; then
+    # One real control plane serves every integration test that does not
+    # need one of its own (those that restart the API server start theirs).
+    # The first build of its binaries takes 10-20 minutes; they are cached.
+    if [ -z "${VKC_CLUSTER_DIR:-}" ]; then
+        tests/cluster/build.sh >/dev/null || { echo "cannot build the test cluster"; exit 1; }
+        export VKC_CLUSTER_DIR="$build/cluster"
+        tests/cluster/down.sh "$VKC_CLUSTER_DIR" >/dev/null 2>&1 || true
+        rm -rf "$VKC_CLUSTER_DIR"
+        tests/cluster/up.sh "$VKC_CLUSTER_DIR" >"$build/cluster-up.log" 2>&1 ||
+            { tail -n 30 "$build/cluster-up.log"; echo "cannot start the test cluster"; exit 1; }
+        trap 'tests/cluster/down.sh "$VKC_CLUSTER_DIR" >/dev/null 2>&1' EXIT
+    fi
     for t in "$build"/tests/integration/test_*; do
         [ -x "$t" ] || continue
         run "integration/$(basename "$t")" 600 "$t"
