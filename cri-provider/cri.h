@@ -1,0 +1,280 @@
+/* cri.h -- vkc-provider-cri: what its files share.
+ *
+ * Every pod has a worker thread (worker.c) that owns its lifecycle on the
+ * runtime: sandbox, images, init containers, containers, restarts, and at
+ * the end the teardown. One mutex (cri_lock) guards the pod table and what
+ * the workers publish about their pods; nothing blocks on the runtime or on
+ * a stream while holding it: readers copy what they need and unlock.
+ */
+#ifndef VKC_CRI_H
+#define VKC_CRI_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <yajl/yajl_tree.h>
+
+#include "cri.pb-c.h"
+#include "log.h"
+#include "vkc-provider.h"
+
+#define CRI_PROVIDER_VERSION "0.1.0"
+
+#define NS_PER_MS 1000000LL
+#define NS_PER_S 1000000000LL
+
+/* Labels put on every sandbox and container this provider creates. The
+ * value of LABEL_MANAGED names the provider instance (config.instance), so
+ * that two providers sharing a runtime never take each other's pods for
+ * orphans. */
+#define LABEL_MANAGED "vkc.io/managed-by"
+#define LABEL_POD_NAME "io.kubernetes.pod.name"
+#define LABEL_POD_NAMESPACE "io.kubernetes.pod.namespace"
+#define LABEL_POD_UID "io.kubernetes.pod.uid"
+#define LABEL_CONTAINER_NAME "io.kubernetes.container.name"
+
+typedef struct cri_config {
+    const char *endpoint;       /* unix:///run/containerd/containerd.sock */
+    const char *root_dir;       /* /var/lib/vkc-cri */
+    const char *sandbox_image;  /* NULL: the runtime's own */
+    const char *cgroup_root;    /* parent of pod cgroups, cgroupfs syntax */
+    const char *cluster_dns;    /* NULL: none */
+    const char *cluster_domain;
+    const char *node_ip;        /* NULL: the first non-loopback address */
+    char instance[32];          /* "vkc-cri-" and a hash of root_dir */
+    int64_t max_pods;
+    int64_t started_ns;
+} cri_config;
+
+extern cri_config config;
+extern vk_provider *provider;
+
+int64_t cri_now_ns(void);
+
+/* ---- runtime.c: the CRI client ----------------------------------------- */
+
+#define RT(m) "/runtime.v1.RuntimeService/" m
+#define IMG(m) "/runtime.v1.ImageService/" m
+
+/* Deadlines of runtime calls, ms. */
+#define RT_QUICK_MS 10000       /* status, list, start, remove */
+#define RT_CREATE_MS 120000     /* sandbox and container creation */
+#define RT_PULL_MS 600000       /* one image pull */
+
+/* 0 or -1 (logged). */
+int rt_open(const char *endpoint);
+void rt_close(void);
+/* Ask the runtime for its name and version, until it once answered. */
+void rt_fetch_version(void);
+bool rt_have_version(void);
+/* "containerd" and "1.6.20" ("cri" and "unknown" before the runtime
+ * answered): never a runtime call, so callers may hold the lock. */
+const char *rt_name(void);
+const char *rt_version(void);
+/* One unary call: the gRPC status code; *resp on VK_OK (free it with
+ * protobuf_c_message_free_unpacked); err gets a one-line message. */
+int rt_call(const char *method, const ProtobufCMessage *req,
+            const ProtobufCMessageDescriptor *desc, int timeout_ms,
+            void *resp, char *err, size_t errlen);
+/* StopContainer with a grace period, then nothing: 0 or -1. */
+int rt_stop_container(const char *id, int64_t grace_s);
+int rt_remove_container(const char *id);
+/* Stop and remove a sandbox with everything in it. 0 or -1. */
+int rt_remove_sandbox(const char *id);
+/* Sandboxes of one pod uid (every one when uid is NULL) made by this
+ * provider, or by anyone when mine is false; free with
+ * protobuf_c_message_free_unpacked. NULL on failure. */
+Runtime__V1__ListPodSandboxResponse *rt_list_sandboxes(const char *uid, bool mine);
+
+/* ---- map helpers for the generated map-entry types ---------------------- */
+
+/* A growable array of map entries of one generated type: every CRI map
+ * entry has the layout {base, key, value}, which is what this relies on. */
+typedef struct kv_list {
+    ProtobufCMessage **items;
+    size_t n, cap;
+    const ProtobufCMessageDescriptor *desc;
+} kv_list;
+
+/* 0, or -1 when memory ran out. Keys and values are copied. */
+int kv_add(kv_list *l, const char *key, const char *value);
+void kv_free(kv_list *l);
+
+/* ---- pods.c: the pod table and the lifecycle callbacks ---------------- */
+
+enum ctr_phase {
+    CTR_NONE,       /* nothing created yet, or waiting to (re)start */
+    CTR_CREATED,
+    CTR_RUNNING,
+    CTR_EXITED,
+};
+
+typedef struct cri_ctr {
+    const vk_container *spec;   /* into the owning pod's view */
+    bool init;
+    char id[80];                /* current runtime container, "" none */
+    char prev_id[80];           /* the one before the last restart */
+    uint32_t attempt;           /* of the last one created: the restart count */
+    bool created;               /* one was ever created (attempt is valid) */
+    int64_t prev_attempt;       /* of the one before, for its log; -1 none */
+    enum ctr_phase phase;
+    int64_t started_ns, finished_ns;
+    int32_t exit_code;
+    char reason[48];            /* the runtime's, or ours while waiting */
+    char message[256];
+    char image_ref[256];
+    bool exit_seen;             /* the exit of id was acted upon */
+    bool replace;               /* its image changed: start it anew */
+    /* restart.c */
+    int64_t backoff_s;          /* 0 no failure yet, -1 one, else the delay */
+    int64_t retry_at_ns;        /* earliest next start, 0: now */
+} cri_ctr;
+
+typedef struct cri_pod {
+    struct cri_pod *next;
+    uint64_t serial;            /* tells incarnations apart once freed */
+    char *ns, *name, *uid;
+    vk_pod *pod;                /* owned: spec as created/updated */
+    yajl_val spec;              /* pod->json parsed, for what the view lacks */
+    vk_pod *update;             /* an UpdatePod the worker has yet to apply */
+    char dir[256];              /* root_dir/pods/<uid> */
+    char sandbox_id[80];
+    uint32_t sandbox_attempt;   /* of the sandbox to create next */
+    char pod_ip[64];
+    int64_t start_s;
+    int64_t sandbox_retry_ns;
+    int64_t sandbox_backoff_s;
+    const char *phase;          /* sticky once Succeeded or Failed */
+    cri_ctr *ctrs;              /* init containers first */
+    size_t n_ctrs;
+    /* status.c */
+    char *status_json;          /* last reported, NUL-terminated */
+    char *status_probe;         /* the same built with no times in it */
+    int64_t changed_s;
+    /* the worker */
+    pthread_cond_t wake;
+    bool deleting;              /* DeletePod ran: tear down, then free */
+    bool kick;
+} cri_pod;
+
+void cri_lock(void);
+void cri_unlock(void);
+/* With the lock held: the live (not deleting) pod of that name, or NULL. */
+cri_pod *pods_find(const char *ns, const char *name);
+/* Iterate over live pods: p = pods_next(NULL); p; p = pods_next(p). */
+cri_pod *pods_next(cri_pod *p);
+cri_ctr *pod_ctr(cri_pod *p, const char *name);
+/* The pod's directory for container logs: dir/<name>/<attempt>.log. */
+void pod_log_path(const cri_pod *p, const char *ctr, uint32_t attempt, char *buf, size_t n);
+
+/* Adopt the pods this provider ran before a restart. */
+void pods_restore(void);
+/* Stop every worker (pods keep running on the runtime) and free. false
+ * when a worker stuck in a long runtime call (an image pull) did not stop
+ * in time: the pods, the provider and the channel must then stay, since
+ * that worker still uses them until the process exits. */
+bool pods_shutdown(void);
+
+int cri_create_pod(vk_ctx *ctx, const vk_pod *pod);
+int cri_update_pod(vk_ctx *ctx, const vk_pod *pod);
+int cri_delete_pod(vk_ctx *ctx, const vk_pod *pod);
+int cri_get_pod(vk_ctx *ctx, const char *ns, const char *name, vk_buf *out);
+int cri_get_pod_status(vk_ctx *ctx, const char *ns, const char *name, vk_buf *out);
+int cri_get_pods(vk_ctx *ctx, vk_pod_list *out);
+
+/* ---- worker.c: one pod's life on the runtime ------------------------------ */
+
+/* The worker thread; it runs with the lock held except around runtime
+ * calls. It returns when the provider stops, or after the teardown of a
+ * deleted pod, which it then unlinks and frees (pods_release). */
+void *worker_main(void *pod);
+/* Fill a pod's containers from the runtime after a provider restart. */
+void worker_adopt(cri_pod *p);
+/* Remove sandboxes of this provider that no pod directory accounts for. */
+void worker_remove_orphans(void);
+/* rm -rf, staying on the file system and never following links. */
+void worker_remove_tree(const char *path);
+
+/* Lock held: true once pods_shutdown began. */
+bool pods_stopping(void);
+/* Lock held: wait on a pod's wake-up for at most ms. */
+void pods_wait(cri_pod *p, int64_t ms);
+/* Lock held: unlink and free a pod whose teardown finished. */
+void pods_release(cri_pod *p);
+/* Lock held: the calling worker is about to return. */
+void pods_worker_done(void);
+
+/* ---- spec.c: pod -> CRI configurations ---------------------------------- */
+
+/* What a built configuration allocated; spec_arena_free releases it all. */
+typedef struct spec_arena {
+    void *head;
+} spec_arena;
+
+void spec_arena_free(spec_arena *a);
+/* The sandbox config of a pod, allocated in a. 0, or -1 with err. */
+int spec_sandbox(const cri_pod *p, Runtime__V1__PodSandboxConfig *cfg, spec_arena *a,
+                 char *err, size_t errlen);
+/* The config of attempt `attempt` of container c, allocated in a. 0, or -1
+ * with err (CreateContainerConfigError material). */
+int spec_container(const cri_pod *p, const cri_ctr *c, uint32_t attempt,
+                   Runtime__V1__ContainerConfig *cfg, spec_arena *a,
+                   char *err, size_t errlen);
+/* Seconds a pod's containers get between SIGTERM and SIGKILL. */
+int64_t spec_grace_seconds(const cri_pod *p);
+/* The container's JSON object in the pod spec (init or regular), or NULL. */
+yajl_val spec_container_json(const cri_pod *p, const char *name);
+
+/* ---- images.c ------------------------------------------------------------ */
+
+/* Make the image of c present as its pull policy says. 0, or -1 with the
+ * kubelet's waiting reason (ErrImagePull, ErrImageNeverPull) and a message. */
+int images_ensure(const cri_pod *p, const vk_container *c, char *reason, size_t rlen,
+                  char *msg, size_t mlen);
+
+/* ---- restart.c ------------------------------------------------------------ */
+
+/* Whether an exited container runs again under the pod's policy. */
+bool restart_wanted(const cri_pod *p, const cri_ctr *c);
+/* After c exited: set its back-off (the kubelet's 10 s doubling to 5 min,
+ * reset after 10 min of running) and when it may start again. */
+void restart_schedule(cri_ctr *c, int64_t now_ns);
+/* After a failed start (image, create): back off the same way. */
+void restart_failed_start(cri_ctr *c, int64_t now_ns);
+
+/* ---- status.c -------------------------------------------------------------- */
+
+/* With the lock held: rebuild the pod's PodStatus and, when it changed,
+ * remember it and push it to the core. */
+void status_update(cri_pod *p);
+/* The pod's phase as the kubelet computes it (lock held). */
+const char *status_phase(const cri_pod *p);
+
+/* ---- logs.c, exec.c, stats.c, node.c -------------------------------------- */
+
+int cri_container_logs(vk_ctx *ctx, const char *ns, const char *pod,
+                       const char *container, const vk_log_options *opt, vk_stream *out);
+int cri_exec(vk_ctx *ctx, const vk_exec_request *req, vk_stream *io, int *exit_code);
+int cri_attach(vk_ctx *ctx, const vk_exec_request *req, vk_stream *io, int *exit_code);
+int cri_port_forward(vk_ctx *ctx, const char *ns, const char *pod, int32_t port,
+                     vk_stream *io);
+int cri_stats_summary(vk_ctx *ctx, vk_buf *out);
+int cri_metrics_resource(vk_ctx *ctx, vk_buf *out);
+
+void node_init(void);
+const char *node_ip(void);
+int64_t node_memory_bytes(void);
+int cri_get_node(vk_ctx *ctx, vk_node *node);
+/* Ask the runtime for its conditions; notify the core when they changed. */
+void node_check(void);
+
+/* ---- stream.c: the runtime's streaming server, as a WebSocket client ------ */
+
+/* Run one exec/attach session at url between the runtime and io. *exit_code
+ * gets the command's exit code, or -1 when the runtime did not say.
+ * VK_OK, or an error status (message through ctx). */
+int stream_session(vk_ctx *ctx, const char *url, bool tty, vk_stream *io,
+                   uint32_t width, uint32_t height, int *exit_code);
+
+#endif
