@@ -1,0 +1,657 @@
+/* test_streams.c -- exec, attach, port-forward and run through the real
+ * pieces: the HTTPS server, the upgrade hook (kubelet_streams), the SPDY
+ * and WebSocket sessions, the exec bridges and vkc-provider-mock over gRPC.
+ * The client side speaks the bytes kubectl and WebSocket clients send, over
+ * TLS on a loopback socket.
+ *
+ * The mock comes from $VKC_BIN_DIR (default build/bin). The server runs on
+ * a loop thread; the tests are its clients. */
+#include <arpa/inet.h>
+#include <check.h>
+#include <ev.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "../../core/http_server.h"
+#include "../../core/kubelet_streams.h"
+#include "../../core/provider_client.h"
+#include "../../core/spdy.h"
+#include "../../core/tls.h"
+#include "log.h"
+
+/* ---- the server side ------------------------------------------------------------ */
+
+static struct {
+    pid_t mock;
+    char dir[64];
+    provider_client *pc;
+    struct ev_loop *loop;
+    pthread_t thread;
+    ev_async stop;
+    http_server *srv;
+    kubelet_streams *ks;
+    SSL_CTX *tls;
+    int port;
+} fx;
+
+static long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+/* /exec|attach|run/ns/pod[/uid]/container, /portForward/ns/pod[/uid]. */
+static void handler(void *ud, http_request *req)
+{
+    (void)ud;
+    char path[512];
+    snprintf(path, sizeof path, "%s", http_request_path(req));
+    char *seg[8];
+    int n = 0;
+    for (char *save = NULL, *s = strtok_r(path, "/", &save); s && n < 8;
+         s = strtok_r(NULL, "/", &save))
+        seg[n++] = s;
+    kubelet_stream_target t = {.uid = "", .container = ""};
+    if (n >= 3 && strcmp(seg[0], "portForward") == 0) {
+        t.kind = KUBELET_PORT_FORWARD;
+    } else if (n >= 4 && strcmp(seg[0], "exec") == 0) {
+        t.kind = KUBELET_EXEC;
+        t.container = seg[n - 1];
+    } else if (n >= 4 && strcmp(seg[0], "attach") == 0) {
+        t.kind = KUBELET_ATTACH;
+        t.container = seg[n - 1];
+    } else if (n >= 4 && strcmp(seg[0], "run") == 0) {
+        t.kind = KUBELET_RUN;
+        t.container = seg[n - 1];
+    } else {
+        http_respond(req, 404, NULL, "", 0);
+        return;
+    }
+    t.ns = seg[1];
+    t.pod = seg[2];
+    kubelet_streams_upgrade(fx.ks, req, &t, fx.pc);
+}
+
+static void on_stop(struct ev_loop *loop, ev_async *w, int revents)
+{
+    (void)w, (void)revents;
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static void *loop_main(void *arg)
+{
+    (void)arg;
+    ev_run(fx.loop, 0);
+    return NULL;
+}
+
+static void start_mock(void)
+{
+    char bin[512], listen[128], sock[128];
+    const char *dir = getenv("VKC_BIN_DIR");
+    snprintf(bin, sizeof bin, "%s/vkc-provider-mock", dir && dir[0] ? dir : "build/bin");
+    snprintf(fx.dir, sizeof fx.dir, "/tmp/vkc-streams-XXXXXX");
+    if (!mkdtemp(fx.dir))
+        abort();
+    snprintf(listen, sizeof listen, "unix:%s/p.sock", fx.dir);
+    snprintf(sock, sizeof sock, "%s/p.sock", fx.dir);
+    fx.mock = fork();
+    if (fx.mock == 0) {
+        if (!getenv("VKC_TEST_VERBOSE")) {
+            int null = open("/dev/null", O_WRONLY);
+            dup2(null, 2);
+        }
+        execl(bin, bin, "--listen", listen, (char *)NULL);
+        _exit(127);
+    }
+    for (long end = now_ms() + 10000; access(sock, F_OK) != 0 && now_ms() < end;)
+        usleep(10000);
+    fx.pc = pc_new(listen, 5000, NULL);
+    pc_info info = {0};
+    vk_status st = {0};
+    if (!pc_wait_ready(fx.pc, 10000) ||
+        pc_handshake(fx.pc, "node", "unix:/nonexistent", 5000, &info, &st) != VK_OK) {
+        fprintf(stderr, "mock provider (%s) did not come up: %s\n", bin,
+                st.message ? st.message : "");
+        exit(1);
+    }
+    pc_info_clear(&info);
+    static const char pod[] = "{\"metadata\":{\"name\":\"p1\",\"namespace\":\"default\","
+                              "\"uid\":\"u1\"},\"spec\":{\"containers\":[{\"name\":\"c\","
+                              "\"image\":\"busybox\"}]}}";
+    if (pc_create_pod(fx.pc, pod, sizeof pod - 1, &st) != VK_OK) {
+        fprintf(stderr, "create pod: %s\n", st.message);
+        exit(1);
+    }
+    /* Exec wants a running container: the mock starts pods at once. */
+    for (long end = now_ms() + 5000; now_ms() < end; usleep(20000)) {
+        vk_buf b = VK_BUF_INIT;
+        bool running = pc_get_pod_status(fx.pc, "default", "p1", "", &b, &st) == VK_OK &&
+                       strstr(b.data, "\"Running\"");
+        vk_buf_free(&b);
+        vk_status_clear(&st);
+        if (running)
+            break;
+    }
+}
+
+static void setup(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    if (getenv("VKC_TEST_VERBOSE"))
+        vk_log_set_level(VK_LOG_DEBUG);
+    vk_rpc_init();
+    start_mock();
+    char err[256];
+    const char *hosts[] = {"127.0.0.1"};
+    tls_config tc = {.hosts = hosts, .n_hosts = 1};
+    fx.tls = tls_server_context(&tc, err, sizeof err);
+    fx.loop = ev_loop_new(0);
+    fx.ks = kubelet_streams_new(fx.loop);
+    http_server_config cfg = {
+        .loop = fx.loop, .address = "127.0.0.1", .tls = fx.tls, .handler = handler,
+    };
+    fx.srv = fx.tls ? http_server_new(&cfg, err, sizeof err) : NULL;
+    if (!fx.srv) {
+        fprintf(stderr, "server: %s\n", err);
+        exit(1);
+    }
+    fx.port = http_server_port(fx.srv);
+    ev_async_init(&fx.stop, on_stop);
+    ev_async_start(fx.loop, &fx.stop);
+    pthread_create(&fx.thread, NULL, loop_main, NULL);
+}
+
+static void teardown(void)
+{
+    ev_async_send(fx.loop, &fx.stop);
+    pthread_join(fx.thread, NULL);
+    http_server_free(fx.srv);
+    kubelet_streams_free(fx.ks);
+    ev_async_stop(fx.loop, &fx.stop);
+    ev_loop_destroy(fx.loop);
+    SSL_CTX_free(fx.tls);
+    pc_unref(fx.pc);
+    if (fx.mock > 0) {
+        kill(fx.mock, SIGTERM);
+        waitpid(fx.mock, NULL, 0);
+    }
+    char sock[128];
+    snprintf(sock, sizeof sock, "%s/p.sock", fx.dir);
+    unlink(sock);
+    rmdir(fx.dir);
+    vk_rpc_shutdown();
+}
+
+/* ---- a blocking TLS client ---------------------------------------------------------- */
+
+struct cli {
+    int fd;
+    SSL_CTX *ctx;
+    SSL *ssl;
+    char head[4096]; /* the response head */
+};
+
+static void cli_open(struct cli *c, const char *request)
+{
+    memset(c, 0, sizeof *c);
+    c->fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)fx.port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(connect(c->fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    struct timeval tv = {10, 0};
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    c->ctx = SSL_CTX_new(TLS_client_method());
+    c->ssl = SSL_new(c->ctx);
+    SSL_set_fd(c->ssl, c->fd);
+    ck_assert_int_eq(SSL_connect(c->ssl), 1);
+    ck_assert_int_eq(SSL_write(c->ssl, request, (int)strlen(request)), (int)strlen(request));
+    size_t n = 0;
+    while (n < 4 || memcmp(c->head + n - 4, "\r\n\r\n", 4) != 0) {
+        ck_assert_uint_lt(n, sizeof c->head - 1);
+        ck_assert_int_eq(SSL_read(c->ssl, c->head + n, 1), 1);
+        n++;
+    }
+    c->head[n] = '\0';
+}
+
+static void cli_write(struct cli *c, const void *data, size_t len)
+{
+    if (len)
+        ck_assert_int_eq(SSL_write(c->ssl, data, (int)len), (int)len);
+}
+
+/* Exactly len bytes; false at the end of the connection. */
+static bool cli_read(struct cli *c, void *buf, size_t len)
+{
+    size_t got = 0;
+    while (got < len) {
+        int r = SSL_read(c->ssl, (char *)buf + got, (int)(len - got));
+        if (r <= 0)
+            return false;
+        got += (size_t)r;
+    }
+    return true;
+}
+
+static void cli_close(struct cli *c)
+{
+    SSL_free(c->ssl);
+    SSL_CTX_free(c->ctx);
+    close(c->fd);
+}
+
+/* ---- SPDY client ------------------------------------------------------------------------- */
+
+static int refuse_all(void *u, uint32_t id, const spdy_headers *h)
+{
+    (void)u, (void)id, (void)h;
+    return SPDY_REFUSED_STREAM;
+}
+static void ignore_data(void *u, uint32_t id, const uint8_t *d, size_t l)
+{
+    (void)u, (void)id, (void)d, (void)l;
+}
+static const spdy_callbacks encoder_cbs = {refuse_all, ignore_data, NULL, NULL, NULL};
+
+struct sclient {
+    struct cli cli;
+    spdy_session *enc; /* the client's compression context */
+    z_stream inf;
+    bool inf_ready;
+    /* what the server sent, by stream id (odd, < 32) */
+    char data[32][8192];
+    size_t len[32];
+    bool fin[32], replied[32], reset[32];
+    bool goaway;
+};
+
+static void s_open(struct sclient *s, const char *path, const char *protocol)
+{
+    memset(s, 0, sizeof *s);
+    char req[1024];
+    snprintf(req, sizeof req,
+             "POST %s HTTP/1.1\r\nHost: node\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n"
+             "X-Stream-Protocol-Version: %s\r\nContent-Length: 0\r\n\r\n",
+             path, protocol);
+    cli_open(&s->cli, req);
+    s->enc = spdy_session_new(&encoder_cbs, NULL, NULL);
+}
+
+static void s_flush(struct sclient *s)
+{
+    const uint8_t *p;
+    size_t n = spdy_output(s->enc, &p);
+    cli_write(&s->cli, p, n);
+    spdy_output_sent(s->enc, n);
+}
+
+static void s_stream(struct sclient *s, uint32_t id, const char *type, const char *port)
+{
+    spdy_nv nv[] = {{"streamtype", type, 0}, {"port", port, 0}, {"requestid", "r1", 0}};
+    ck_assert_int_eq(spdy_write_syn_stream(s->enc, id, 0, nv, port ? 3 : 1), 0);
+    s_flush(s);
+}
+
+static void s_data(struct sclient *s, uint32_t id, bool fin, const void *data, size_t len)
+{
+    uint8_t h[8] = {0, 0, 0, (uint8_t)id, fin ? SPDY_FLAG_FIN : 0, (uint8_t)(len >> 16),
+                    (uint8_t)(len >> 8), (uint8_t)len};
+    cli_write(&s->cli, h, 8);
+    cli_write(&s->cli, data, len);
+}
+
+/* Read frames until the server closes the connection or, when until is
+ * not 0, until stream until has ended or holds at least min bytes. */
+static void s_read(struct sclient *s, uint32_t until, size_t min)
+{
+    static uint8_t payload[1 << 20];
+    uint8_t h[8];
+    while ((!until || (!s->fin[until] && (!min || s->len[until] < min))) &&
+           cli_read(&s->cli, h, 8)) {
+        size_t len = (size_t)h[5] << 16 | (size_t)h[6] << 8 | h[7];
+        ck_assert_uint_le(len, sizeof payload);
+        ck_assert(cli_read(&s->cli, payload, len));
+        uint32_t id = ((uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3]);
+        if (!(h[0] & 0x80)) {
+            ck_assert_uint_lt(id, 32);
+            ck_assert(s->replied[id]);
+            ck_assert_uint_le(s->len[id] + len, sizeof s->data[id] - 1);
+            memcpy(s->data[id] + s->len[id], payload, len);
+            s->len[id] += len;
+            if (h[4] & SPDY_FLAG_FIN)
+                s->fin[id] = true;
+            continue;
+        }
+        uint16_t type = (uint16_t)(h[2] << 8 | h[3]);
+        id = (uint32_t)payload[2] << 8 | payload[3];
+        if (type == SPDY_SYN_REPLY) {
+            /* Keep the inflater in step, as a real client must. */
+            if (!s->inf_ready) {
+                ck_assert_int_eq(inflateInit(&s->inf), Z_OK);
+                s->inf_ready = true;
+            }
+            uint8_t out[256];
+            s->inf.next_in = payload + 4;
+            s->inf.avail_in = (uInt)(len - 4);
+            s->inf.next_out = out;
+            s->inf.avail_out = sizeof out;
+            int r = inflate(&s->inf, Z_SYNC_FLUSH);
+            if (r == Z_NEED_DICT) {
+                inflateSetDictionary(&s->inf, spdy_dictionary, (uInt)spdy_dictionary_len);
+                r = inflate(&s->inf, Z_SYNC_FLUSH);
+            }
+            ck_assert_int_eq(r, Z_OK);
+            ck_assert_uint_eq(sizeof out - s->inf.avail_out, 4); /* no headers */
+            s->replied[id] = true;
+        } else if (type == SPDY_RST_STREAM) {
+            s->reset[id] = true;
+        } else if (type == SPDY_GOAWAY) {
+            s->goaway = true;
+        }
+    }
+}
+
+static void s_close(struct sclient *s)
+{
+    if (s->inf_ready)
+        inflateEnd(&s->inf);
+    spdy_session_free(s->enc);
+    cli_close(&s->cli);
+}
+
+/* ---- tests ------------------------------------------------------------------------------- */
+
+START_TEST(spdy_exec_exit_code)
+{
+    struct sclient s;
+    s_open(&s, "/exec/default/p1/c?command=sh&input=1&output=1&error=1", "v4.channel.k8s.io");
+    ck_assert_ptr_nonnull(strstr(s.cli.head, "101 Switching Protocols"));
+    ck_assert_ptr_nonnull(strstr(s.cli.head, "X-Stream-Protocol-Version: v4.channel.k8s.io"));
+    s_stream(&s, 1, "error", NULL);
+    s_stream(&s, 3, "stdin", NULL);
+    s_stream(&s, 5, "stdout", NULL);
+    s_stream(&s, 7, "stderr", NULL);
+    const char *in = "echo hi\nnosuch\nexit 3\n";
+    s_data(&s, 3, true, in, strlen(in));
+    s_read(&s, 0, 0);
+    ck_assert(s.goaway);
+    ck_assert(s.fin[5] && s.fin[7] && s.fin[1]);
+    ck_assert_str_eq(s.data[5], "hi\n");
+    ck_assert_ptr_nonnull(strstr(s.data[7], "nosuch"));
+    ck_assert_ptr_nonnull(strstr(s.data[1], "\"reason\":\"NonZeroExitCode\""));
+    ck_assert_ptr_nonnull(strstr(s.data[1], "{\"reason\":\"ExitCode\",\"message\":\"3\"}"));
+    s_close(&s);
+}
+END_TEST
+
+START_TEST(spdy_exec_unknown_pod)
+{
+    struct sclient s;
+    s_open(&s, "/exec/default/nope/c?command=sh&output=1", "v4.channel.k8s.io");
+    s_stream(&s, 1, "error", NULL);
+    s_stream(&s, 3, "stdout", NULL);
+    s_read(&s, 0, 0);
+    ck_assert_ptr_nonnull(strstr(s.data[1], "\"reason\":\"InternalError\""));
+    ck_assert_ptr_nonnull(strstr(s.data[1], "not found"));
+    s_close(&s);
+}
+END_TEST
+
+static int threads(void)
+{
+    int n = 0;
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "Threads: %d", &n) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return n;
+}
+
+START_TEST(spdy_client_goes_away_mid_exec)
+{
+    /* Commands that would run for long; the client hangs up. The server
+     * must cancel them (their bridge threads end) and keep serving. */
+    int before = threads();
+    for (int i = 0; i < 3; i++) {
+        struct sclient s;
+        s_open(&s, "/exec/default/p1/c?command=sh&input=1&output=1", "v4.channel.k8s.io");
+        s_stream(&s, 1, "error", NULL);
+        s_stream(&s, 3, "stdin", NULL);
+        s_stream(&s, 5, "stdout", NULL);
+        s_data(&s, 3, false, "echo up\n", 8);
+        s_read(&s, 5, 3);
+        ck_assert_msg(strcmp(s.data[5], "up\n") == 0, "stdout \"%s\" fin %d goaway %d reset %d err \"%s\"",
+                      s.data[5], s.fin[5], s.goaway, s.reset[5], s.data[1]);
+        s_data(&s, 3, false, "sleep 100\n", 10);
+        s_close(&s);
+    }
+    /* Two threads per running exec; allow a gRPC thread coming or going. */
+    long end = now_ms() + 10000;
+    while (threads() > before + 1 && now_ms() < end)
+        usleep(20000);
+    ck_assert_int_le(threads(), before + 1);
+}
+END_TEST
+
+START_TEST(spdy_bad_requests)
+{
+    struct cli c;
+    cli_open(&c, "POST /exec/default/p1/c?command=sh&output=1 HTTP/1.1\r\nHost: n\r\n"
+                 "Connection: Upgrade\r\nUpgrade: SPDY/3.1\r\n"
+                 "X-Stream-Protocol-Version: v9.channel.k8s.io\r\nContent-Length: 0\r\n\r\n");
+    ck_assert_ptr_nonnull(strstr(c.head, " 403 "));
+    ck_assert_ptr_nonnull(strstr(c.head, "X-Accepted-Stream-Protocol-Versions: v4.channel.k8s.io"));
+    cli_close(&c);
+    cli_open(&c, "POST /exec/default/p1/c?command=sh HTTP/1.1\r\nHost: n\r\n"
+                 "Connection: Upgrade\r\nUpgrade: SPDY/3.1\r\n"
+                 "X-Stream-Protocol-Version: v4.channel.k8s.io\r\nContent-Length: 0\r\n\r\n");
+    ck_assert_ptr_nonnull(strstr(c.head, " 400 "));
+    cli_close(&c);
+}
+END_TEST
+
+START_TEST(spdy_port_forward_echo)
+{
+    struct sclient s;
+    s_open(&s, "/portForward/default/p1", "portforward.k8s.io");
+    ck_assert_ptr_nonnull(strstr(s.cli.head, "101 Switching Protocols"));
+    s_stream(&s, 1, "error", "8080");
+    s_stream(&s, 3, "data", "8080");
+    s_data(&s, 3, true, "ping", 4);
+    s_read(&s, 3, 0);
+    ck_assert_str_eq(s.data[3], "ping");
+    s_read(&s, 1, 0);
+    ck_assert_uint_eq(s.len[1], 0); /* no error */
+    s_close(&s);
+}
+END_TEST
+
+/* ---- WebSocket ------------------------------------------------------------------------------- */
+
+static void ws_open(struct cli *c, const char *path, const char *protocol)
+{
+    char req[1024];
+    snprintf(req, sizeof req,
+             "GET %s HTTP/1.1\r\nHost: node\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+             "Sec-WebSocket-Protocol: %s\r\n\r\n",
+             path, protocol);
+    cli_open(c, req);
+    ck_assert_ptr_nonnull(strstr(c->head, "101 Switching Protocols"));
+    ck_assert_ptr_nonnull(strstr(c->head, "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+}
+
+static void ws_send(struct cli *c, const void *data, size_t len)
+{
+    uint8_t f[256] = {0x82, (uint8_t)(0x80 | len), 1, 2, 3, 4};
+    ck_assert_uint_lt(len, 126);
+    for (size_t i = 0; i < len; i++)
+        f[6 + i] = ((const uint8_t *)data)[i] ^ f[2 + i % 4];
+    cli_write(c, f, 6 + len);
+}
+
+/* The next message: its opcode, payload in buf. */
+static int ws_recv(struct cli *c, uint8_t *buf, size_t *len)
+{
+    uint8_t h[2];
+    if (!cli_read(c, h, 2))
+        return -1;
+    size_t n = h[1] & 0x7f;
+    if (n == 126) {
+        uint8_t e[2];
+        ck_assert(cli_read(c, e, 2));
+        n = (size_t)e[0] << 8 | e[1];
+    }
+    ck_assert_uint_lt(n, 4096);
+    ck_assert(cli_read(c, buf, n));
+    buf[n] = 0;
+    *len = n;
+    return h[0] & 0x0f;
+}
+
+START_TEST(websocket_v5_cat)
+{
+    struct cli c;
+    ws_open(&c, "/exec/default/p1/c?command=cat&input=1&output=1", "v5.channel.k8s.io");
+    uint8_t buf[4096];
+    size_t n;
+    ck_assert_int_eq(ws_recv(&c, buf, &n), 2);
+    ck_assert_uint_eq(n, 1); /* the hello on stdout */
+    ws_send(&c, "\0meow\n", 6);
+    ws_send(&c, "\xff\0", 2); /* v5: stdin is over */
+    char out[256] = "";
+    bool closed = false;
+    for (int op; !closed && (op = ws_recv(&c, buf, &n)) >= 0;) {
+        if (op == 8)
+            closed = true;
+        else if (buf[0] == 1)
+            strncat(out, (char *)buf + 1, sizeof out - strlen(out) - 1);
+        else if (buf[0] == 3)
+            ck_assert_str_eq((char *)buf + 1, "{\"metadata\":{},\"status\":\"Success\"}");
+    }
+    ck_assert(closed);
+    ck_assert_str_eq(out, "meow\n");
+    cli_close(&c);
+}
+END_TEST
+
+START_TEST(websocket_port_forward)
+{
+    struct cli c;
+    ws_open(&c, "/portForward/default/p1?port=8080", "v4.channel.k8s.io");
+    uint8_t buf[4096];
+    size_t n;
+    for (int ch = 0; ch < 2; ch++) {
+        ck_assert_int_eq(ws_recv(&c, buf, &n), 2);
+        ck_assert_uint_eq(n, 3);
+        ck_assert_uint_eq(buf[0], ch);
+        ck_assert_uint_eq(buf[1] | buf[2] << 8, 8080);
+    }
+    ws_send(&c, "\0echo me", 8);
+    ck_assert_int_eq(ws_recv(&c, buf, &n), 2);
+    ck_assert_uint_eq(buf[0], 0);
+    ck_assert_str_eq((char *)buf + 1, "echo me");
+    cli_close(&c);
+}
+END_TEST
+
+START_TEST(spdy_exec_arguments)
+{
+    /* Repeated command parameters are the arguments, in order. */
+    struct sclient s;
+    s_open(&s, "/exec/default/p1/c?command=echo&command=a%20b&command=c&output=1",
+           "v4.channel.k8s.io");
+    s_stream(&s, 1, "error", NULL);
+    s_stream(&s, 3, "stdout", NULL);
+    s_read(&s, 0, 0);
+    ck_assert_str_eq(s.data[3], "a b c\n");
+    ck_assert_str_eq(s.data[1], "{\"metadata\":{},\"status\":\"Success\"}");
+    s_close(&s);
+}
+END_TEST
+
+START_TEST(run_command)
+{
+    struct cli c;
+    cli_open(&c, "POST /run/default/p1/c?cmd=echo%20ran HTTP/1.1\r\nHost: n\r\n"
+                 "Content-Length: 0\r\n\r\n");
+    ck_assert_ptr_nonnull(strstr(c.head, " 200 "));
+    char body[16] = "";
+    ck_assert(cli_read(&c, body, 4));
+    ck_assert_str_eq(body, "ran\n");
+    cli_close(&c);
+}
+END_TEST
+
+/* Last: it takes the provider down. */
+START_TEST(provider_dies_mid_exec)
+{
+    struct sclient s;
+    s_open(&s, "/exec/default/p1/c?command=sh&input=1&output=1", "v4.channel.k8s.io");
+    s_stream(&s, 1, "error", NULL);
+    s_stream(&s, 3, "stdin", NULL);
+    s_stream(&s, 5, "stdout", NULL);
+    s_data(&s, 3, false, "echo up\n", 8);
+    s_read(&s, 5, 3);
+    ck_assert_str_eq(s.data[5], "up\n");
+    kill(fx.mock, SIGKILL);
+    waitpid(fx.mock, NULL, 0);
+    fx.mock = 0;
+    /* The client hears why, on the error stream, and the connection ends. */
+    s_read(&s, 0, 0);
+    ck_assert(s.goaway);
+    ck_assert(s.fin[5] && s.fin[1]);
+    ck_assert_ptr_nonnull(strstr(s.data[1], "\"reason\":\"InternalError\""));
+    ck_assert_ptr_nonnull(strstr(s.data[1], "provider: "));
+    s_close(&s);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("streams");
+    TCase *t = tcase_create("core");
+    tcase_set_timeout(t, 60);
+    tcase_add_test(t, spdy_exec_exit_code);
+    tcase_add_test(t, spdy_exec_unknown_pod);
+    tcase_add_test(t, spdy_client_goes_away_mid_exec);
+    tcase_add_test(t, spdy_bad_requests);
+    tcase_add_test(t, spdy_port_forward_echo);
+    tcase_add_test(t, websocket_v5_cat);
+    tcase_add_test(t, websocket_port_forward);
+    tcase_add_test(t, spdy_exec_arguments);
+    tcase_add_test(t, run_command);
+    tcase_add_test(t, provider_dies_mid_exec);
+    suite_add_tcase(s, t);
+    return s;
+}
+
+int main(void)
+{
+    setup();
+    SRunner *sr = srunner_create(suite());
+    /* The server runs on a thread of this process: no forking. */
+    srunner_set_fork_status(sr, CK_NOFORK);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    teardown();
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
