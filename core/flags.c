@@ -20,7 +20,9 @@ enum {
     O_NODENAME = 256, O_KUBECONFIG, O_PROVIDER, O_PROVIDER_CONFIG, O_LOG_LEVEL,
     O_METRICS_ADDR, O_LISTEN_PORT, O_PROVIDER_CMD, O_PROVIDER_SOCKET,
     O_SOCKET_DIR, O_PING_INTERVAL, O_PING_TIMEOUT, O_MAX_BACKOFF,
-    O_STOP_TIMEOUT, O_VERSION,
+    O_STOP_TIMEOUT, O_VERSION, O_NODE_LABELS, O_DISABLE_TAINT, O_NODE_IP,
+    O_KUBE_QPS, O_KUBE_BURST, O_POD_WORKERS, O_TLS_CERT, O_TLS_KEY, O_CLIENT_CA,
+    O_TOKEN_WEBHOOK, O_AUTHZ_MODE, O_ANONYMOUS,
 };
 
 static const struct option options[] = {
@@ -38,6 +40,18 @@ static const struct option options[] = {
     {"provider-ping-timeout", required_argument, NULL, O_PING_TIMEOUT},
     {"provider-restart-max-backoff", required_argument, NULL, O_MAX_BACKOFF},
     {"provider-stop-timeout", required_argument, NULL, O_STOP_TIMEOUT},
+    {"node-labels", required_argument, NULL, O_NODE_LABELS},
+    {"disable-taint", no_argument, NULL, O_DISABLE_TAINT},
+    {"node-ip", required_argument, NULL, O_NODE_IP},
+    {"kube-api-qps", required_argument, NULL, O_KUBE_QPS},
+    {"kube-api-burst", required_argument, NULL, O_KUBE_BURST},
+    {"pod-sync-workers", required_argument, NULL, O_POD_WORKERS},
+    {"tls-cert-file", required_argument, NULL, O_TLS_CERT},
+    {"tls-private-key-file", required_argument, NULL, O_TLS_KEY},
+    {"client-ca-file", required_argument, NULL, O_CLIENT_CA},
+    {"authentication-token-webhook", optional_argument, NULL, O_TOKEN_WEBHOOK},
+    {"authorization-mode", required_argument, NULL, O_AUTHZ_MODE},
+    {"anonymous-auth", optional_argument, NULL, O_ANONYMOUS},
     {"version", no_argument, NULL, O_VERSION},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -67,8 +81,25 @@ static const char usage[] =
     "node:\n"
     "  --nodename NAME           node name (default: the host name)\n"
     "  --kubeconfig PATH         API server credentials\n"
-    "  --listen-port PORT        kubelet API port (10250)\n"
+    "  --node-labels K=V,...     extra labels of the Node\n"
+    "  --disable-taint           no virtual-kubelet.io/provider taint\n"
+    "  --node-ip IP              the node's InternalIP (default: detected)\n"
+    "  --kube-api-qps N          API requests per second (50)\n"
+    "  --kube-api-burst N        API request burst (100)\n"
+    "  --pod-sync-workers N      concurrent provider calls for pods (10)\n"
     "  --metrics-addr ADDR       [host]:port for metrics (:10255)\n"
+    "\n"
+    "kubelet API:\n"
+    "  --listen-port PORT        HTTPS port (10250)\n"
+    "  --tls-cert-file PATH      serving certificate (default: self-signed)\n"
+    "  --tls-private-key-file PATH\n"
+    "  --client-ca-file PATH     authenticate clients by x509 certificate\n"
+    "  --authentication-token-webhook[=BOOL]  bearer tokens via TokenReview\n"
+    "  --authorization-mode MODE AlwaysAllow or Webhook (SubjectAccessReview;\n"
+    "                            the default when a kubeconfig is given)\n"
+    "  --anonymous-auth[=BOOL]   serve unauthenticated requests (false)\n"
+    "\n"
+    "general:\n"
     "  --log-level LEVEL         debug, info, warn or error (info)\n"
     "  --version, --help\n"
     "\n"
@@ -173,6 +204,55 @@ static int valid_addr(const char *s)
     return memchr(s, ':', (size_t)(colon - s)) == NULL;
 }
 
+/* Go's strconv.ParseBool subset that kubelet flags accept; no value: true. */
+static int parse_bool(const char *s, int *v)
+{
+    if (!s || !strcmp(s, "true") || !strcmp(s, "1")) {
+        *v = 1;
+        return 0;
+    }
+    if (!strcmp(s, "false") || !strcmp(s, "0")) {
+        *v = 0;
+        return 0;
+    }
+    return -1;
+}
+
+static int parse_count(const char *s, int max, int *v)
+{
+    char *end;
+    long n = strtol(s, &end, 10);
+    if (!isdigit((unsigned char)*s) || *end || n < 1 || n > max)
+        return -1;
+    *v = (int)n;
+    return 0;
+}
+
+/* k=v[,k=v...] with Kubernetes label syntax checked loosely: a non-empty
+ * key of name characters (and one '/' prefix), a value of at most 63. */
+static int valid_labels(const char *s)
+{
+    while (*s) {
+        size_t klen = strcspn(s, "=,");
+        if (klen == 0 || klen > 253 || s[klen] != '=')
+            return 0;
+        for (size_t i = 0; i < klen; i++)
+            if (!isalnum((unsigned char)s[i]) && !strchr("-._/", s[i]))
+                return 0;
+        s += klen + 1;
+        size_t vlen = strcspn(s, ",");
+        if (vlen > 63)
+            return 0;
+        for (size_t i = 0; i < vlen; i++)
+            if (!isalnum((unsigned char)s[i]) && !strchr("-._", s[i]))
+                return 0;
+        s += vlen;
+        if (*s == ',' && *++s == '\0')
+            return 0;
+    }
+    return 1;
+}
+
 static char *default_node_name(void)
 {
     char host[256];
@@ -255,6 +335,13 @@ static enum flags_result finish(flags *f, const char *cmd, FILE *err)
                        sun_max - 1);
     }
 
+    if (f->node_labels && !valid_labels(f->node_labels))
+        return bad(err, "--node-labels: \"%s\" is not key=value[,key=value...]", f->node_labels);
+    if (!f->tls_cert_file != !f->tls_key_file)
+        return bad(err, "--tls-cert-file and --tls-private-key-file go together");
+    if (f->authz_webhook < 0)
+        f->authz_webhook = f->kubeconfig != NULL;
+
     if (!f->socket_dir && !(f->socket_dir = default_socket_dir(f->node_name)))
         return bad(err, "out of memory");
     size_t len = strlen(f->socket_dir);
@@ -277,6 +364,10 @@ enum flags_result flags_parse(flags *f, int argc, char **argv, FILE *out, FILE *
     f->ping_timeout_ms = 1000;
     f->restart_max_backoff_ms = 30000;
     f->stop_timeout_ms = 10000;
+    f->kube_api_qps = 50;
+    f->kube_api_burst = 100;
+    f->pod_sync_workers = 10;
+    f->authz_webhook = -1; /* decided once --kubeconfig is known */
 
     optind = 0; /* glibc: full reinitialisation, so parsing can run twice */
     opterr = 0;
@@ -297,6 +388,43 @@ enum flags_result flags_parse(flags *f, int argc, char **argv, FILE *out, FILE *
         case O_PROVIDER_CMD: mem = set(&cmd, optarg); break;
         case O_PROVIDER_SOCKET: mem = set(&f->provider_socket, optarg); break;
         case O_SOCKET_DIR: mem = set(&f->socket_dir, optarg); break;
+        case O_NODE_LABELS: mem = set(&f->node_labels, optarg); break;
+        case O_DISABLE_TAINT: f->disable_taint = 1; break;
+        case O_NODE_IP: mem = set(&f->node_ip, optarg); break;
+        case O_TLS_CERT: mem = set(&f->tls_cert_file, optarg); break;
+        case O_TLS_KEY: mem = set(&f->tls_key_file, optarg); break;
+        case O_CLIENT_CA: mem = set(&f->client_ca_file, optarg); break;
+        case O_KUBE_QPS: {
+            char *end;
+            f->kube_api_qps = strtod(optarg, &end);
+            if (*end || !(f->kube_api_qps > 0 && f->kube_api_qps <= 100000))
+                rc = bad(err, "--kube-api-qps: \"%s\" is not a rate (0 < qps <= 100000)", optarg);
+            break;
+        }
+        case O_KUBE_BURST:
+            if (parse_count(optarg, 100000, &f->kube_api_burst) < 0)
+                rc = bad(err, "--kube-api-burst: \"%s\" is not a count (1-100000)", optarg);
+            break;
+        case O_POD_WORKERS:
+            if (parse_count(optarg, 1000, &f->pod_sync_workers) < 0)
+                rc = bad(err, "--pod-sync-workers: \"%s\" is not a count (1-1000)", optarg);
+            break;
+        case O_TOKEN_WEBHOOK:
+            if (parse_bool(optarg, &f->token_webhook) < 0)
+                rc = bad(err, "--authentication-token-webhook: \"%s\" is not true or false", optarg);
+            break;
+        case O_ANONYMOUS:
+            if (parse_bool(optarg, &f->anonymous_auth) < 0)
+                rc = bad(err, "--anonymous-auth: \"%s\" is not true or false", optarg);
+            break;
+        case O_AUTHZ_MODE:
+            if (!strcmp(optarg, "Webhook"))
+                f->authz_webhook = 1;
+            else if (!strcmp(optarg, "AlwaysAllow"))
+                f->authz_webhook = 0;
+            else
+                rc = bad(err, "--authorization-mode: \"%s\" is not AlwaysAllow or Webhook", optarg);
+            break;
         case O_LISTEN_PORT:
             if (parse_port(optarg, &f->listen_port) < 0)
                 rc = bad(err, "--listen-port: \"%s\" is not a port (1-65535)", optarg);
@@ -357,5 +485,10 @@ void flags_free(flags *f)
     free(f->provider_path);
     free(f->provider_socket);
     free(f->socket_dir);
+    free(f->node_labels);
+    free(f->node_ip);
+    free(f->tls_cert_file);
+    free(f->tls_key_file);
+    free(f->client_ca_file);
     memset(f, 0, sizeof *f);
 }

@@ -24,6 +24,22 @@ typedef struct flags {
     char *provider_socket;  /* --provider-socket: a provider already running */
     char *socket_dir;       /* --socket-dir */
 
+    /* The Kubernetes side. */
+    char *node_labels;      /* --node-labels k=v,k2=v2 (validated) */
+    int disable_taint;      /* --disable-taint */
+    char *node_ip;          /* --node-ip, default: detected */
+    double kube_api_qps;    /* --kube-api-qps (50) */
+    int kube_api_burst;     /* --kube-api-burst (100) */
+    int pod_sync_workers;   /* --pod-sync-workers (10) */
+
+    /* The kubelet API (port --listen-port). */
+    char *tls_cert_file;    /* --tls-cert-file; NULL: self-signed */
+    char *tls_key_file;     /* --tls-private-key-file */
+    char *client_ca_file;   /* --client-ca-file: x509 client authentication */
+    int token_webhook;      /* --authentication-token-webhook: TokenReview */
+    int authz_webhook;      /* --authorization-mode=Webhook: SubjectAccessReview */
+    int anonymous_auth;     /* --anonymous-auth (false) */
+
     int ping_interval_ms;
     int ping_timeout_ms;
     int restart_max_backoff_ms;
