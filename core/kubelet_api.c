@@ -1,0 +1,1111 @@
+/* kubelet_api.c -- routing and handlers of the kubelet API.
+ *
+ * A request becomes a `call` that lives through authorization (maybe a
+ * review on the API server) and, for the provider's unary RPCs, a job on
+ * the worker pool. A log request becomes a `log_stream` instead, with a
+ * reader thread of its own: a followed log may stay open for days, which
+ * must not hold a pool thread.
+ *
+ * Log stream handoff, under api->mu: the reader thread appends chunks to
+ * the stream's ring (bounded in chunks and bytes, the thread waits on the
+ * stream's condition variable while it is full), then puts the stream on
+ * api->ready (at most once) and wakes the loop with an ev_async. The loop
+ * moves chunks from the ring to the connection while it is writable; the
+ * connection's `writable` callback resumes it. A stream is freed by the
+ * loop once its thread finished and is off the ready list.
+ */
+#include "kubelet_api.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "json.h"
+#include "log.h"
+
+#define DEFAULT_MAX_LOG_STREAMS 64
+#define LOG_QUEUE_CHUNKS 64
+#define LOG_QUEUE_BYTES (256 * 1024)
+/* A log's response head waits this long for the provider's first chunk or
+ * its error, so that an unknown container is a 404, not a 200 with an
+ * empty body; a quiet followed log then gets its 200 anyway. */
+#define LOG_HEAD_GRACE 1.0
+#define MAX_SEGMENTS 6
+
+#define JSON_HEADERS "Content-Type: application/json\r\n"
+#define TEXT_HEADERS "Content-Type: text/plain; charset=utf-8\r\n"
+#define METRICS_HEADERS "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
+
+enum route {
+    R_UNKNOWN,
+    R_HEALTHZ,
+    R_PODS,
+    R_RUNNING_PODS,
+    R_LOGS,
+    R_STATS,
+    R_METRICS,
+    R_METRICS_RESOURCE,
+    R_EXEC,
+    R_ATTACH,
+    R_PORT_FORWARD,
+    R_RUN,
+};
+
+/* Metric labels. */
+static const char *const route_names[] = {
+    "unknown", "healthz", "pods", "runningpods", "containerLogs", "stats",
+    "metrics", "metrics_resource", "exec", "attach", "portForward", "run",
+};
+
+typedef struct log_stream log_stream;
+
+struct kubelet_api {
+    struct ev_loop *loop;
+    char *node_name;
+    vk_pool *pool;
+    metrics *metrics;
+    kubelet_auth *auth;
+    kubelet_pods_fn pods;
+    void *pods_ud;
+    int max_log_streams;
+    kubelet_upgrade_fn upgrade;
+    void *upgrade_ud;
+
+    provider_client *pc;      /* NULL while the provider is down */
+
+    metric *requests;         /* by route and code */
+    metric *log_streams;      /* provider log streams open */
+
+    log_stream *streams;      /* every stream, loop side */
+    int n_streams;
+    pthread_mutex_t mu;
+    log_stream *ready;        /* streams with news for the loop */
+    ev_async wake;
+};
+
+typedef struct call {
+    kubelet_api *api;
+    http_request *req;        /* NULL once the client went away */
+    enum route route;
+    char *path;               /* segments point into it */
+    const char *seg[MAX_SEGMENTS];
+    int n_seg;
+    kubelet_auth_pending *auth;
+    bool in_pool;
+    /* a unary provider call */
+    provider_client *pc;
+    int code;
+    vk_status st;
+    vk_buf out;
+    Vkc__Provider__V1__GetPodsResponse *pods;
+} call;
+
+struct log_stream {
+    kubelet_api *api;
+    log_stream *prev, *next;  /* api->streams */
+    http_request *req;        /* NULL once the client went away */
+    bool head_sent;
+    bool provider_gone;       /* cancelled because the provider went down */
+    ev_timer grace;
+    pthread_t thread;
+    provider_client *pc;
+
+    /* The provider request; the strings are owned. */
+    Vkc__Provider__V1__GetContainerLogsRequest msg;
+    Vkc__Provider__V1__PodRef ref;
+    Vkc__Provider__V1__Int64Value tail, since_s, since_t, limit;
+
+    /* Shared with the thread, under api->mu. */
+    pthread_cond_t cond;
+    pc_stream *stream;
+    Vkc__Provider__V1__LogChunk *ring[LOG_QUEUE_CHUNKS];
+    unsigned head, count;
+    size_t bytes;
+    bool cancelled, finished, on_ready;
+    log_stream *ready_next;
+    int code;
+    char *message;
+};
+
+/* ---- responses -------------------------------------------------------------- */
+
+static const char *status_reason(int code)
+{
+    switch (code) {
+    case 400: return "BadRequest";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "NotFound";
+    case 405: return "MethodNotAllowed";
+    case 422: return "Invalid";
+    case 501: return "NotImplemented";
+    case 503: return "ServiceUnavailable";
+    case 504: return "Timeout";
+    default: return "InternalError";
+    }
+}
+
+static void count(kubelet_api *api, enum route r, int status)
+{
+    char code[8];
+    snprintf(code, sizeof code, "%d", status);
+    metric_add(api->requests, (const char *[]){route_names[r], code}, 1);
+}
+
+static void reply(kubelet_api *api, http_request *req, enum route r, int status,
+                  const char *headers, const char *body, size_t len)
+{
+    count(api, r, status);
+    http_respond(req, status, headers, body, len);
+}
+
+/* A Kubernetes Status document. */
+static void reply_status(kubelet_api *api, http_request *req, enum route r, int status,
+                         const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void reply_status(kubelet_api *api, http_request *req, enum route r, int status,
+                         const char *fmt, ...)
+{
+    char message[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof message, fmt, ap);
+    va_end(ap);
+    vk_buf b = VK_BUF_INIT;
+    vk_json_writer w;
+    vk_jw_begin(&w, &b);
+    vk_jw_map_open(&w);
+    vk_jw_kv_str(&w, "kind", "Status");
+    vk_jw_kv_str(&w, "apiVersion", "v1");
+    vk_jw_str(&w, "metadata");
+    vk_jw_map_open(&w);
+    vk_jw_map_close(&w);
+    vk_jw_kv_str(&w, "status", "Failure");
+    vk_jw_kv_str(&w, "message", message);
+    vk_jw_kv_str(&w, "reason", status_reason(status));
+    vk_jw_kv_int(&w, "code", status);
+    vk_jw_map_close(&w);
+    if (vk_jw_end(&w) < 0)
+        reply(api, req, r, 500, TEXT_HEADERS, "out of memory\n", 14);
+    else
+        reply(api, req, r, status, JSON_HEADERS, b.data, b.len);
+    vk_buf_free(&b);
+}
+
+static int http_code_of(int grpc_code)
+{
+    switch (grpc_code) {
+    case VK_NOT_FOUND: return 404;
+    case VK_INVALID_ARGUMENT:
+    /* The kubelet's answer, e.g. to logs of a container still waiting. */
+    case VK_FAILED_PRECONDITION: return 400;
+    case VK_UNAVAILABLE: return 503;
+    case VK_DEADLINE_EXCEEDED: return 504;
+    case VK_UNIMPLEMENTED: return 501;
+    default: return 500;
+    }
+}
+
+static void reply_provider_error(kubelet_api *api, http_request *req, enum route r,
+                                 int code, const char *message)
+{
+    reply_status(api, req, r, http_code_of(code), "%s",
+                 message && message[0] ? message : vk_status_code_name(code));
+}
+
+/* ---- routing ------------------------------------------------------------------ */
+
+/* Split path into segments; a trailing slash is allowed, empty segments
+ * inside are not (they match nothing). */
+static void split(call *c)
+{
+    char *p = c->path + 1;
+    c->n_seg = 0;
+    if (c->path[0] != '/')
+        return;
+    while (*p && c->n_seg < MAX_SEGMENTS) {
+        char *slash = strchr(p, '/');
+        if (slash)
+            *slash = '\0';
+        c->seg[c->n_seg++] = p;
+        if (!slash)
+            return;
+        p = slash + 1;
+    }
+    if (*p) /* more segments than any route has */
+        c->n_seg = MAX_SEGMENTS + 1;
+}
+
+static bool seg_is(const call *c, int i, const char *s)
+{
+    return i < c->n_seg && strcmp(c->seg[i], s) == 0;
+}
+
+static enum route route_of(call *c)
+{
+    split(c);
+    int n = c->n_seg;
+    if (n > MAX_SEGMENTS || n == 0)
+        return R_UNKNOWN;
+    for (int i = 0; i < n; i++)
+        if (!c->seg[i][0])
+            return R_UNKNOWN;
+    const char *s = c->seg[0];
+    if (strcmp(s, "healthz") == 0 &&
+        (n == 1 || (n == 2 && (seg_is(c, 1, "ping") || seg_is(c, 1, "log") ||
+                               seg_is(c, 1, "syncloop")))))
+        return R_HEALTHZ;
+    if (strcmp(s, "pods") == 0 && n == 1)
+        return R_PODS;
+    if (strcmp(s, "runningpods") == 0 && n == 1)
+        return R_RUNNING_PODS;
+    if (strcmp(s, "containerLogs") == 0 && n == 4)
+        return R_LOGS;
+    if (strcmp(s, "stats") == 0 && n == 2 && seg_is(c, 1, "summary"))
+        return R_STATS;
+    if (strcmp(s, "metrics") == 0 && n == 1)
+        return R_METRICS;
+    if (strcmp(s, "metrics") == 0 && n == 2 && seg_is(c, 1, "resource"))
+        return R_METRICS_RESOURCE;
+    if (strcmp(s, "exec") == 0 && (n == 4 || n == 5))
+        return R_EXEC;
+    if (strcmp(s, "attach") == 0 && (n == 4 || n == 5))
+        return R_ATTACH;
+    if (strcmp(s, "portForward") == 0 && (n == 3 || n == 4))
+        return R_PORT_FORWARD;
+    if (strcmp(s, "run") == 0 && (n == 4 || n == 5))
+        return R_RUN;
+    return R_UNKNOWN;
+}
+
+static bool method_ok(enum route r, const char *method)
+{
+    bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    bool post = strcmp(method, "POST") == 0;
+    switch (r) {
+    case R_EXEC:
+    case R_ATTACH:
+    case R_PORT_FORWARD:
+        return get || post;
+    case R_RUN:
+        return post;
+    default:
+        return get;
+    }
+}
+
+/* ---- calls ------------------------------------------------------------------------ */
+
+static void call_free(call *c)
+{
+    if (c->pc)
+        pc_unref(c->pc);
+    vk_status_clear(&c->st);
+    vk_buf_free(&c->out);
+    if (c->pods)
+        protobuf_c_message_free_unpacked(&c->pods->base, NULL);
+    free(c->path);
+    free(c);
+}
+
+static void call_closed(void *ud)
+{
+    call *c = ud;
+    c->req = NULL;
+    if (c->auth) {
+        kubelet_auth_cancel(c->auth);
+        c->auth = NULL;
+    }
+    if (!c->in_pool)
+        call_free(c);
+}
+
+static const http_callbacks call_callbacks = {.closed = call_closed};
+
+/* ---- unary provider calls ---------------------------------------------------- */
+
+static void job_work(void *arg)
+{
+    call *c = arg;
+    switch (c->route) {
+    case R_STATS:
+        c->code = pc_get_stats_summary(c->pc, &c->out, &c->st);
+        break;
+    case R_METRICS_RESOURCE:
+        c->code = pc_get_metrics_resource(c->pc, &c->out, &c->st);
+        break;
+    default: /* R_RUNNING_PODS */
+        c->code = pc_get_pods(c->pc, &c->pods, &c->st);
+        break;
+    }
+}
+
+/* The summary with node.nodeName set to this node (providers need not know
+ * their node's name; the kubelet's summary always carries it). */
+static int summary_with_node(kubelet_api *api, const vk_buf *in, vk_buf *out)
+{
+    char err[128];
+    yajl_val doc = vk_json_parse(in->data ? in->data : "", in->len, err, sizeof err);
+    if (!YAJL_IS_OBJECT(doc)) {
+        yajl_tree_free(doc);
+        return -1;
+    }
+    vk_json_writer w;
+    vk_jw_begin(&w, out);
+    vk_jw_map_open(&w);
+    bool had_node = false;
+    for (size_t i = 0; i < doc->u.object.len; i++) {
+        const char *key = doc->u.object.keys[i];
+        yajl_val v = doc->u.object.values[i];
+        vk_jw_str(&w, key);
+        if (strcmp(key, "node") != 0 || !YAJL_IS_OBJECT(v)) {
+            vk_jw_tree(&w, v);
+            continue;
+        }
+        had_node = true;
+        vk_jw_map_open(&w);
+        vk_jw_kv_str(&w, "nodeName", api->node_name);
+        for (size_t j = 0; j < v->u.object.len; j++) {
+            if (strcmp(v->u.object.keys[j], "nodeName") == 0)
+                continue;
+            vk_jw_str(&w, v->u.object.keys[j]);
+            vk_jw_tree(&w, v->u.object.values[j]);
+        }
+        vk_jw_map_close(&w);
+    }
+    if (!had_node) {
+        vk_jw_str(&w, "node");
+        vk_jw_map_open(&w);
+        vk_jw_kv_str(&w, "nodeName", api->node_name);
+        vk_jw_map_close(&w);
+    }
+    vk_jw_map_close(&w);
+    yajl_tree_free(doc);
+    return vk_jw_end(&w);
+}
+
+static void podlist_open(vk_json_writer *w)
+{
+    vk_jw_map_open(w);
+    vk_jw_kv_str(w, "kind", "PodList");
+    vk_jw_kv_str(w, "apiVersion", "v1");
+    vk_jw_str(w, "metadata");
+    vk_jw_map_open(w);
+    vk_jw_map_close(w);
+    vk_jw_str(w, "items");
+}
+
+static int running_pods(const Vkc__Provider__V1__GetPodsResponse *resp, vk_buf *out)
+{
+    vk_json_writer w;
+    vk_jw_begin(&w, out);
+    podlist_open(&w);
+    vk_jw_array_open(&w);
+    int rc = 0;
+    for (size_t i = 0; i < resp->n_pods_json; i++) {
+        char err[128];
+        yajl_val pod = vk_json_parse_bytes(resp->pods_json[i].data, resp->pods_json[i].len,
+                                           err, sizeof err);
+        if (!pod)
+            rc = -1;
+        else
+            vk_jw_tree(&w, pod);
+        yajl_tree_free(pod);
+    }
+    vk_jw_array_close(&w);
+    vk_jw_map_close(&w);
+    return vk_jw_end(&w) < 0 ? -1 : rc;
+}
+
+static void job_done(void *arg)
+{
+    call *c = arg;
+    kubelet_api *api = c->api;
+    c->in_pool = false;
+    if (!c->req) {
+        call_free(c);
+        return;
+    }
+    vk_buf body = VK_BUF_INIT;
+    if (c->code != VK_OK) {
+        reply_provider_error(api, c->req, c->route, c->code, c->st.message);
+    } else if (c->route == R_METRICS_RESOURCE) {
+        reply(api, c->req, c->route, 200, METRICS_HEADERS, c->out.data, c->out.len);
+    } else if (c->route == R_STATS ? summary_with_node(api, &c->out, &body) < 0
+                                   : running_pods(c->pods, &body) < 0) {
+        reply_status(api, c->req, c->route, 500, "the provider sent malformed JSON");
+    } else {
+        reply(api, c->req, c->route, 200, JSON_HEADERS, body.data, body.len);
+    }
+    vk_buf_free(&body);
+    call_free(c);
+}
+
+static void start_job(call *c)
+{
+    c->pc = pc_ref(c->api->pc);
+    c->in_pool = true;
+    http_watch(c->req, &call_callbacks, c);
+    if (vk_pool_submit(c->api->pool, job_work, job_done, c) < 0) {
+        c->in_pool = false;
+        reply_status(c->api, c->req, c->route, 503, "the kubelet API is busy; try again");
+        call_free(c);
+    }
+}
+
+/* ---- log options --------------------------------------------------------------- */
+
+/* Go's strconv.ParseBool, which the kubelet's query decoding uses. */
+static int parse_bool(const char *v, bool *out)
+{
+    static const char *const yes[] = {"1", "t", "T", "TRUE", "true", "True"};
+    static const char *const no[] = {"0", "f", "F", "FALSE", "false", "False"};
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+        if (strcmp(v, yes[i]) == 0) {
+            *out = true;
+            return 0;
+        }
+        if (strcmp(v, no[i]) == 0) {
+            *out = false;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static int parse_int64(const char *v, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    if (!*v || *end || errno)
+        return -1;
+    *out = n;
+    return 0;
+}
+
+static int digits(const char **p, int n, int *out)
+{
+    *out = 0;
+    for (int i = 0; i < n; i++, (*p)++) {
+        if (**p < '0' || **p > '9')
+            return -1;
+        *out = *out * 10 + (**p - '0');
+    }
+    return 0;
+}
+
+/* RFC 3339 ("2006-01-02T15:04:05.999999999Z07:00", fraction optional) to
+ * Unix nanoseconds. */
+static int parse_rfc3339(const char *s, int64_t *ns)
+{
+    struct tm tm = {0};
+    int year, mon, day, hour, min, sec, frac = 0, scale = 1000000000;
+    const char *p = s;
+    if (digits(&p, 4, &year) < 0 || *p++ != '-' || digits(&p, 2, &mon) < 0 || *p++ != '-' ||
+        digits(&p, 2, &day) < 0 || *p++ != 'T' || digits(&p, 2, &hour) < 0 || *p++ != ':' ||
+        digits(&p, 2, &min) < 0 || *p++ != ':' || digits(&p, 2, &sec) < 0)
+        return -1;
+    if (*p == '.') {
+        p++;
+        if (*p < '0' || *p > '9')
+            return -1;
+        for (; *p >= '0' && *p <= '9'; p++)
+            if (scale > 1) {
+                scale /= 10;
+                frac += (*p - '0') * scale;
+            }
+    }
+    int offset = 0;
+    if (*p == 'Z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int sign = *p++ == '-' ? -1 : 1, oh, om;
+        if (digits(&p, 2, &oh) < 0 || *p++ != ':' || digits(&p, 2, &om) < 0 || oh > 23 || om > 59)
+            return -1;
+        offset = sign * (oh * 3600 + om * 60);
+    } else {
+        return -1;
+    }
+    if (*p || mon < 1 || mon > 12 || day < 1 || day > 31 || hour > 23 || min > 59 || sec > 59)
+        return -1;
+    tm.tm_year = year - 1900;
+    tm.tm_mon = mon - 1;
+    tm.tm_mday = day;
+    tm.tm_hour = hour;
+    tm.tm_min = min;
+    tm.tm_sec = sec;
+    time_t t = timegm(&tm);
+    *ns = ((int64_t)t - offset) * 1000000000LL + frac;
+    return 0;
+}
+
+/* Fill the provider request from the query. 0, or an HTTP status with the
+ * message in err (the kubelet's: 400 for what does not parse, 422 for
+ * values out of range). */
+static int log_options(http_request *req, log_stream *s, char *err, size_t errlen)
+{
+    static const char *const bools[] = {"follow", "timestamps", "previous"};
+    protobuf_c_boolean *bool_fields[] = {&s->msg.follow, &s->msg.timestamps, &s->msg.previous};
+    for (size_t i = 0; i < 3; i++) {
+        const char *v = http_request_query(req, bools[i]);
+        bool b = false;
+        if (v && parse_bool(v, &b) < 0) {
+            snprintf(err, errlen, "%s: invalid boolean \"%.64s\"", bools[i], v);
+            return 400;
+        }
+        *bool_fields[i] = b;
+    }
+    static const char *const ints[] = {"tailLines", "sinceSeconds", "limitBytes"};
+    Vkc__Provider__V1__Int64Value *vals[] = {&s->tail, &s->since_s, &s->limit};
+    Vkc__Provider__V1__Int64Value **fields[] = {&s->msg.tail_lines, &s->msg.since_seconds,
+                                                &s->msg.limit_bytes};
+    static const int64_t mins[] = {0, 1, 1};
+    for (size_t i = 0; i < 3; i++) {
+        const char *v = http_request_query(req, ints[i]);
+        if (!v)
+            continue;
+        if (parse_int64(v, &vals[i]->value) < 0) {
+            snprintf(err, errlen, "%s: invalid integer \"%.64s\"", ints[i], v);
+            return 400;
+        }
+        if (vals[i]->value < mins[i]) {
+            snprintf(err, errlen, "%s: must be %s 0", ints[i],
+                     mins[i] ? "greater than" : "greater than or equal to");
+            return 422;
+        }
+        *fields[i] = vals[i];
+    }
+    const char *since = http_request_query(req, "sinceTime");
+    if (since) {
+        if (parse_rfc3339(since, &s->since_t.value) < 0) {
+            snprintf(err, errlen, "sinceTime: invalid RFC 3339 time \"%.64s\"", since);
+            return 400;
+        }
+        if (s->msg.since_seconds) {
+            snprintf(err, errlen, "at most one of sinceTime or sinceSeconds may be specified");
+            return 422;
+        }
+        s->msg.since_time_unix_nano = &s->since_t;
+    }
+    return 0;
+}
+
+/* ---- log streams ------------------------------------------------------------------ */
+
+/* Thread side, api->mu held: tell the loop. */
+static void log_notify_locked(log_stream *s)
+{
+    if (!s->on_ready) {
+        s->on_ready = true;
+        s->ready_next = s->api->ready;
+        s->api->ready = s;
+    }
+}
+
+static void *log_thread(void *arg)
+{
+    log_stream *s = arg;
+    kubelet_api *api = s->api;
+    vk_status st = {0, NULL};
+    pc_stream *ps = NULL;
+    int code = pc_get_container_logs(s->pc, &s->msg, &ps, &st);
+    if (code == VK_OK) {
+        pthread_mutex_lock(&api->mu);
+        s->stream = ps;
+        if (s->cancelled)
+            pc_stream_cancel(ps);
+        pthread_mutex_unlock(&api->mu);
+        ProtobufCMessage *m;
+        int n;
+        while ((n = pc_stream_next(ps, &m)) == 1) {
+            Vkc__Provider__V1__LogChunk *chunk = (Vkc__Provider__V1__LogChunk *)m;
+            pthread_mutex_lock(&api->mu);
+            while (!s->cancelled && (s->count == LOG_QUEUE_CHUNKS || s->bytes >= LOG_QUEUE_BYTES))
+                pthread_cond_wait(&s->cond, &api->mu);
+            bool stop = s->cancelled;
+            if (!stop) {
+                s->ring[(s->head + s->count++) % LOG_QUEUE_CHUNKS] = chunk;
+                s->bytes += chunk->data.len;
+                log_notify_locked(s);
+            }
+            pthread_mutex_unlock(&api->mu);
+            if (stop) {
+                protobuf_c_message_free_unpacked(m, NULL);
+                break;
+            }
+            ev_async_send(api->loop, &api->wake);
+        }
+        code = pc_stream_finish(ps, &st);
+        if (n < 0 && code == VK_OK)
+            vk_status_set(&st, code = VK_INTERNAL, "the provider sent a malformed log chunk");
+        pthread_mutex_lock(&api->mu);
+        s->stream = NULL;
+        pthread_mutex_unlock(&api->mu);
+        pc_stream_free(ps);
+    }
+    pthread_mutex_lock(&api->mu);
+    s->code = code;
+    s->message = st.message;
+    s->finished = true;
+    log_notify_locked(s);
+    pthread_mutex_unlock(&api->mu);
+    ev_async_send(api->loop, &api->wake);
+    return NULL;
+}
+
+/* Loop side: stop the provider's stream and drop what is queued. */
+static void log_cancel(log_stream *s)
+{
+    kubelet_api *api = s->api;
+    pthread_mutex_lock(&api->mu);
+    s->cancelled = true;
+    if (s->stream)
+        pc_stream_cancel(s->stream);
+    for (; s->count; s->count--, s->head = (s->head + 1) % LOG_QUEUE_CHUNKS)
+        protobuf_c_message_free_unpacked(&s->ring[s->head]->base, NULL);
+    s->bytes = 0;
+    pthread_cond_signal(&s->cond);
+    pthread_mutex_unlock(&api->mu);
+}
+
+static void log_free(log_stream *s)
+{
+    kubelet_api *api = s->api;
+    pthread_join(s->thread, NULL);
+    ev_timer_stop(api->loop, &s->grace);
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        api->streams = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    api->n_streams--;
+    metric_set(api->log_streams, NULL, api->n_streams);
+    for (; s->count; s->count--, s->head = (s->head + 1) % LOG_QUEUE_CHUNKS)
+        protobuf_c_message_free_unpacked(&s->ring[s->head]->base, NULL);
+    pc_unref(s->pc);
+    pthread_cond_destroy(&s->cond);
+    free(s->ref.namespace_);
+    free(s->ref.name);
+    free(s->msg.container);
+    free(s->message);
+    free(s);
+}
+
+static void log_begin(log_stream *s)
+{
+    if (!s->head_sent && s->req) {
+        s->head_sent = true;
+        count(s->api, R_LOGS, 200);
+        http_stream_begin(s->req, 200, TEXT_HEADERS);
+    }
+}
+
+/* Move queued chunks to the client while it takes them; finish once the
+ * thread is done and everything was sent. */
+static void log_pump(log_stream *s)
+{
+    kubelet_api *api = s->api;
+    pthread_mutex_lock(&api->mu);
+    if (s->req && s->count)
+        log_begin(s);
+    while (s->req && s->count && http_writable(s->req)) {
+        Vkc__Provider__V1__LogChunk *chunk = s->ring[s->head];
+        s->head = (s->head + 1) % LOG_QUEUE_CHUNKS;
+        s->count--;
+        s->bytes -= chunk->data.len;
+        pthread_cond_signal(&s->cond);
+        pthread_mutex_unlock(&api->mu);
+        int rc = http_write(s->req, chunk->data.data, chunk->data.len);
+        protobuf_c_message_free_unpacked(&chunk->base, NULL);
+        pthread_mutex_lock(&api->mu);
+        if (rc < 0 && s->req) {
+            http_close(s->req);
+            s->req = NULL;
+            pthread_mutex_unlock(&api->mu);
+            log_cancel(s);
+            pthread_mutex_lock(&api->mu);
+        }
+    }
+    bool done = s->finished && !s->on_ready && s->count == 0;
+    pthread_mutex_unlock(&api->mu);
+    if (!done)
+        return;
+    if (s->req && s->head_sent && s->code == VK_OK && !s->provider_gone) {
+        http_stream_end(s->req);
+    } else if (s->req && s->head_sent) {
+        /* The status line is gone already: cutting the body short is the
+         * only way left to tell the client its log is incomplete. */
+        vk_debug("log stream failed", "code=%s", vk_status_code_name(s->code));
+        http_close(s->req);
+    } else if (s->req && s->provider_gone) {
+        reply_status(api, s->req, R_LOGS, 503, "the provider is not available");
+    } else if (s->req && s->code != VK_OK) {
+        reply_provider_error(api, s->req, R_LOGS, s->code, s->message);
+    } else if (s->req) {
+        reply(api, s->req, R_LOGS, 200, TEXT_HEADERS, "", 0);
+    }
+    log_free(s);
+}
+
+static void log_writable(void *ud)
+{
+    log_pump(ud);
+}
+
+static void log_closed(void *ud)
+{
+    log_stream *s = ud;
+    s->req = NULL;
+    log_cancel(s);
+    log_pump(s);
+}
+
+static const http_callbacks log_callbacks = {.closed = log_closed, .writable = log_writable};
+
+static void log_grace_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    log_stream *s = w->data;
+    log_begin(s);
+}
+
+static void wake_cb(struct ev_loop *loop, ev_async *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    kubelet_api *api = w->data;
+    pthread_mutex_lock(&api->mu);
+    log_stream *list = api->ready;
+    api->ready = NULL;
+    for (log_stream *s = list; s; s = s->ready_next)
+        s->on_ready = false;
+    pthread_mutex_unlock(&api->mu);
+    while (list) {
+        log_stream *s = list;
+        list = s->ready_next;
+        log_pump(s);
+    }
+}
+
+static void start_logs(call *c)
+{
+    kubelet_api *api = c->api;
+    http_request *req = c->req;
+    if (api->n_streams >= api->max_log_streams) {
+        reply_status(api, req, R_LOGS, 503, "too many log streams are open; try again later");
+        return;
+    }
+    log_stream *s = calloc(1, sizeof *s);
+    if (!s) {
+        reply_status(api, req, R_LOGS, 500, "out of memory");
+        return;
+    }
+    Vkc__Provider__V1__GetContainerLogsRequest msg = VKC__PROVIDER__V1__GET_CONTAINER_LOGS_REQUEST__INIT;
+    Vkc__Provider__V1__PodRef ref = VKC__PROVIDER__V1__POD_REF__INIT;
+    Vkc__Provider__V1__Int64Value v = VKC__PROVIDER__V1__INT64_VALUE__INIT;
+    s->msg = msg;
+    s->ref = ref;
+    s->tail = s->since_s = s->since_t = s->limit = v;
+    s->api = api;
+    char err[256];
+    int status = log_options(req, s, err, sizeof err);
+    if (status) {
+        free(s);
+        reply_status(api, req, R_LOGS, status, "%s", err);
+        return;
+    }
+    s->ref.namespace_ = strdup(c->seg[1]);
+    s->ref.name = strdup(c->seg[2]);
+    s->ref.uid = "";
+    s->msg.container = strdup(c->seg[3]);
+    s->msg.pod = &s->ref;
+    s->pc = pc_ref(api->pc);
+    s->req = req;
+    ev_timer_init(&s->grace, log_grace_cb, LOG_HEAD_GRACE, 0.);
+    s->grace.data = s;
+    pthread_cond_init(&s->cond, NULL);
+    if (!s->ref.namespace_ || !s->ref.name || !s->msg.container ||
+        pthread_create(&s->thread, NULL, log_thread, s) != 0) {
+        pc_unref(s->pc);
+        pthread_cond_destroy(&s->cond);
+        free(s->ref.namespace_);
+        free(s->ref.name);
+        free(s->msg.container);
+        free(s);
+        reply_status(api, req, R_LOGS, 503, "cannot start a log stream now");
+        return;
+    }
+    s->next = api->streams;
+    if (api->streams)
+        api->streams->prev = s;
+    api->streams = s;
+    api->n_streams++;
+    metric_set(api->log_streams, NULL, api->n_streams);
+    ev_timer_start(api->loop, &s->grace);
+    http_watch(req, &log_callbacks, s);
+}
+
+/* ---- handlers ------------------------------------------------------------------------ */
+
+static void serve_pods(call *c)
+{
+    kubelet_api *api = c->api;
+    vk_buf items = VK_BUF_INIT, body = VK_BUF_INIT;
+    if (!api->pods || api->pods(api->pods_ud, &items) < 0) {
+        reply_status(api, c->req, c->route, 503, "the node's pods are not known yet");
+    } else if (vk_buf_puts(&body, "{\"kind\":\"PodList\",\"apiVersion\":\"v1\","
+                                  "\"metadata\":{},\"items\":") < 0 ||
+               vk_buf_append(&body, items.len ? items.data : "[]", items.len ? items.len : 2) < 0 ||
+               vk_buf_puts(&body, "}") < 0) {
+        reply_status(api, c->req, c->route, 500, "out of memory");
+    } else {
+        reply(api, c->req, c->route, 200, JSON_HEADERS, body.data, body.len);
+    }
+    vk_buf_free(&items);
+    vk_buf_free(&body);
+}
+
+static void serve_metrics(call *c)
+{
+    vk_buf body = VK_BUF_INIT;
+    if (c->api->metrics && metrics_render(c->api->metrics, &body) < 0)
+        reply_status(c->api, c->req, c->route, 500, "out of memory");
+    else
+        reply(c->api, c->req, c->route, 200, METRICS_HEADERS, body.data ? body.data : "",
+              body.len);
+    vk_buf_free(&body);
+}
+
+/* The provider is up and declared cap; else answer and return false. */
+static bool provider_can(call *c, int cap)
+{
+    vk_status st = {0, NULL};
+    bool ok = false;
+    if (!c->api->pc)
+        reply_status(c->api, c->req, c->route, 503, "the provider is not available");
+    else if (cap && pc_require(c->api->pc, (enum pc_cap)cap, &st) != VK_OK)
+        reply_status(c->api, c->req, c->route, 501, "%s", st.message);
+    else
+        ok = true;
+    vk_status_clear(&st);
+    return ok;
+}
+
+static void serve_upgrade(call *c)
+{
+    kubelet_api *api = c->api;
+    static const enum kubelet_stream_kind kinds[] = {
+        [R_EXEC] = KUBELET_EXEC, [R_ATTACH] = KUBELET_ATTACH,
+        [R_PORT_FORWARD] = KUBELET_PORT_FORWARD, [R_RUN] = KUBELET_RUN,
+    };
+    static const int caps[] = {
+        [R_EXEC] = PC_CAP_EXEC, [R_ATTACH] = PC_CAP_ATTACH,
+        [R_PORT_FORWARD] = PC_CAP_PORT_FORWARD, [R_RUN] = PC_CAP_EXEC,
+    };
+    if (!provider_can(c, caps[c->route]))
+        return;
+    /* /kind/ns/pod[/uid]/container; port-forward has no container. */
+    bool pf = c->route == R_PORT_FORWARD;
+    int named = pf ? 3 : 4; /* segments without the uid */
+    kubelet_stream_target t = {
+        .kind = kinds[c->route],
+        .ns = c->seg[1],
+        .pod = c->seg[2],
+        .uid = c->n_seg > named ? c->seg[3] : "",
+        .container = pf ? "" : c->seg[c->n_seg - 1],
+    };
+    api->upgrade(api->upgrade_ud, c->req, &t, api->pc);
+}
+
+/* Until the streaming protocols exist. */
+static void upgrade_unavailable(void *ud, http_request *req, const kubelet_stream_target *t,
+                                provider_client *pc)
+{
+    (void)pc;
+    static const enum route routes[] = {
+        [KUBELET_EXEC] = R_EXEC, [KUBELET_ATTACH] = R_ATTACH,
+        [KUBELET_PORT_FORWARD] = R_PORT_FORWARD, [KUBELET_RUN] = R_RUN,
+    };
+    kubelet_api *api = ud;
+    reply_status(api, req, routes[t->kind], 501,
+                 "exec, attach, port-forward and run are not available yet: "
+                 "vkc does not speak the SPDY and WebSocket streaming protocols yet");
+}
+
+static void authorized(call *c, const kubelet_auth_result *res)
+{
+    kubelet_api *api = c->api;
+    if (res->status) {
+        reply_status(api, c->req, c->route, res->status, "%s", res->message);
+        call_free(c);
+        return;
+    }
+    if (c->route == R_UNKNOWN) {
+        reply_status(api, c->req, c->route, 404, "the server could not find the requested resource");
+    } else if (!method_ok(c->route, http_request_method(c->req))) {
+        reply_status(api, c->req, c->route, 405, "method %s is not allowed here",
+                     http_request_method(c->req));
+    } else {
+        switch (c->route) {
+        case R_HEALTHZ:
+            reply(api, c->req, c->route, 200, TEXT_HEADERS, "ok", 2);
+            break;
+        case R_PODS:
+            serve_pods(c);
+            break;
+        case R_METRICS:
+            serve_metrics(c);
+            break;
+        case R_RUNNING_PODS:
+            if (provider_can(c, 0)) {
+                start_job(c);
+                return; /* the job owns the call */
+            }
+            break;
+        case R_STATS:
+        case R_METRICS_RESOURCE:
+            if (provider_can(c, c->route == R_STATS ? PC_CAP_GET_STATS_SUMMARY
+                                                    : PC_CAP_GET_METRICS_RESOURCE)) {
+                start_job(c);
+                return;
+            }
+            break;
+        case R_LOGS:
+            if (provider_can(c, PC_CAP_GET_CONTAINER_LOGS))
+                start_logs(c);
+            break;
+        default:
+            serve_upgrade(c);
+            break;
+        }
+    }
+    call_free(c);
+}
+
+static void auth_done(void *ud, const kubelet_auth_result *res)
+{
+    call *c = ud;
+    c->auth = NULL;
+    authorized(c, res);
+}
+
+void kubelet_api_handle(void *ud, http_request *req)
+{
+    kubelet_api *api = ud;
+    call *c = calloc(1, sizeof *c);
+    if (c)
+        c->path = strdup(http_request_path(req));
+    if (!c || !c->path) {
+        free(c);
+        http_respond(req, 500, TEXT_HEADERS, "out of memory\n", 14);
+        return;
+    }
+    c->api = api;
+    c->req = req;
+    c->route = route_of(c);
+    kubelet_auth_request ar = {
+        .method = http_request_method(req),
+        .path = http_request_path(req),
+        .authorization = http_request_header(req, "Authorization"),
+        .cert = http_request_peer_cert(req),
+        .peer = http_request_peer(req),
+    };
+    kubelet_auth_result res;
+    c->auth = kubelet_auth_check(api->auth, &ar, &res, auth_done, c);
+    if (c->auth)
+        http_watch(req, &call_callbacks, c);
+    else
+        authorized(c, &res);
+}
+
+/* ---- the provider ------------------------------------------------------------------- */
+
+static void provider_up(void *ud, provider_client *pc, const pc_info *info)
+{
+    (void)info;
+    kubelet_api *api = ud;
+    if (api->pc)
+        pc_unref(api->pc);
+    api->pc = pc_ref(pc);
+}
+
+static void provider_down(void *ud)
+{
+    kubelet_api *api = ud;
+    for (log_stream *s = api->streams; s; s = s->next) {
+        s->provider_gone = true;
+        log_cancel(s);
+    }
+    if (api->pc)
+        pc_unref(api->pc);
+    api->pc = NULL;
+}
+
+supervisor_listener kubelet_api_listener(kubelet_api *api)
+{
+    supervisor_listener l = {.up = provider_up, .down = provider_down, .ud = api};
+    return l;
+}
+
+/* ---- setup ---------------------------------------------------------------------------- */
+
+void kubelet_api_set_upgrade(kubelet_api *api, kubelet_upgrade_fn fn, void *ud)
+{
+    api->upgrade = fn ? fn : upgrade_unavailable;
+    api->upgrade_ud = fn ? ud : api;
+}
+
+kubelet_api *kubelet_api_new(const kubelet_api_config *cfg)
+{
+    kubelet_api *api = calloc(1, sizeof *api);
+    if (!api || !(api->node_name = strdup(cfg->node_name))) {
+        free(api);
+        return NULL;
+    }
+    api->loop = cfg->loop;
+    api->pool = cfg->pool;
+    api->metrics = cfg->metrics;
+    api->auth = cfg->auth;
+    api->pods = cfg->pods;
+    api->pods_ud = cfg->pods_ud;
+    api->max_log_streams = cfg->max_log_streams > 0 ? cfg->max_log_streams
+                                                    : DEFAULT_MAX_LOG_STREAMS;
+    kubelet_api_set_upgrade(api, NULL, NULL);
+    api->requests = metrics_counter(cfg->metrics, "kubelet_api_requests_total",
+                                    "Kubelet API requests by route and status code.",
+                                    "route,code");
+    api->log_streams = metrics_gauge(cfg->metrics, "kubelet_api_log_streams",
+                                     "Container log streams open to the provider.", NULL);
+    pthread_mutex_init(&api->mu, NULL);
+    ev_async_init(&api->wake, wake_cb);
+    api->wake.data = api;
+    ev_async_start(api->loop, &api->wake);
+    /* The async watcher alone must not keep ev_run going. */
+    ev_unref(api->loop);
+    return api;
+}
+
+void kubelet_api_free(kubelet_api *api)
+{
+    if (!api)
+        return;
+    while (api->streams) {
+        log_stream *s = api->streams;
+        s->req = NULL;
+        log_cancel(s);
+        log_free(s);
+    }
+    ev_ref(api->loop);
+    ev_async_stop(api->loop, &api->wake);
+    pthread_mutex_destroy(&api->mu);
+    if (api->pc)
+        pc_unref(api->pc);
+    free(api->node_name);
+    free(api);
+}
