@@ -1,14 +1,16 @@
 /* callback_server.c -- GetSecret, GetConfigMap, RequestServiceAccountToken
  * and EmitEvent on vk_server.
  *
- * This milestone has no API client: what refs allows would be fetched from
- * the API server, and events would be posted to it. Until then an allowed
- * read answers UNAVAILABLE (the contract's "retry later") and events are
- * dropped. Those places are marked "API client:" below. Names are logged,
- * contents never.
+ * What refs allows is read from the object cache (callback_objects.h), and
+ * events go to the events sender; without them (nothing wired yet) an
+ * allowed read answers UNAVAILABLE (the contract's "retry later") and
+ * events are dropped. Token requests have no API client yet: marked "API
+ * client:" below. Names are logged, contents never.
  */
 #include "callback_server.h"
+#include "callback_objects.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -29,6 +31,9 @@ struct callback_server {
     char *node_name;
     refs *refs;
     metric *requests;
+    /* Set once after the start, read by handler threads. */
+    _Atomic(objcache *) objects;
+    _Atomic(events *) events;
 };
 
 /* End the call with code (and msg) and count it. */
@@ -53,8 +58,9 @@ static void get_object(vk_scall *call, callback_server *cs, enum ref_kind kind,
     }
     Vkc__Provider__V1__GetObjectRequest *req = (Vkc__Provider__V1__GetObjectRequest *)m;
 
-    vk_buf msg = VK_BUF_INIT;
-    int code;
+    vk_buf msg = VK_BUF_INIT, json = VK_BUF_INIT;
+    Vkc__Provider__V1__GetObjectResponse resp = VKC__PROVIDER__V1__GET_OBJECT_RESPONSE__INIT;
+    int code = VK_UNAVAILABLE;
     if (!req->namespace_[0] || !req->name[0]) {
         code = VK_INVALID_ARGUMENT;
         vk_buf_puts(&msg, "namespace and name are required");
@@ -63,16 +69,34 @@ static void get_object(vk_scall *call, callback_server *cs, enum ref_kind kind,
         vk_buf_printf(&msg, "%s %s/%s is not referenced by any pod on node %s",
                       ref_kind_name(kind), req->namespace_, req->name, cs->node_name);
     } else {
-        /* API client: fetch the object here (next milestone). */
-        code = VK_UNAVAILABLE;
-        vk_buf_printf(&msg, "the core cannot reach the API server to read %s %s/%s",
-                      ref_kind_name(kind), req->namespace_, req->name);
+        objcache *oc = atomic_load(&cs->objects);
+        switch (oc ? objcache_get_json(oc, kind, req->namespace_, req->name, &json)
+                   : OBJCACHE_UNKNOWN) {
+        case OBJCACHE_FOUND:
+            code = VK_OK;
+            resp.object_json.data = (uint8_t *)json.data;
+            resp.object_json.len = json.len;
+            break;
+        case OBJCACHE_ABSENT:
+            code = VK_NOT_FOUND;
+            vk_buf_printf(&msg, "%s %s/%s not found", ref_kind_name(kind), req->namespace_,
+                          req->name);
+            break;
+        case OBJCACHE_UNKNOWN:
+            code = VK_UNAVAILABLE;
+            vk_buf_printf(&msg, "the core has not read %s %s/%s from the API server yet",
+                          ref_kind_name(kind), req->namespace_, req->name);
+            break;
+        }
     }
-    answer(cs, call, method, code, msg.data, NULL);
+    answer(cs, call, method, code, msg.data, &resp.base);
     vk_debug("callback", "method=%s namespace=%s name=%s code=%s", method,
              logval(ns_v, sizeof ns_v, req->namespace_),
              logval(name_v, sizeof name_v, req->name), vk_status_code_name(code));
     vk_buf_free(&msg);
+    if (json.data) /* a Secret's values: leave nothing behind */
+        explicit_bzero(json.data, json.len);
+    vk_buf_free(&json);
     protobuf_c_message_free_unpacked(m, NULL);
 }
 
@@ -133,15 +157,25 @@ static void emit_event(vk_scall *call, void *ud)
         return;
     }
     Vkc__Provider__V1__EmitEventRequest *req = (Vkc__Provider__V1__EmitEventRequest *)m;
+    const Vkc__Provider__V1__PodRef *pod = req->pod;
+    if (!pod || !pod->namespace_[0] || !pod->name[0] || !req->reason[0] ||
+        (strcmp(req->type, "Normal") != 0 && strcmp(req->type, "Warning") != 0)) {
+        answer(cs, call, method, VK_INVALID_ARGUMENT,
+               "pod namespace and name, a reason and type Normal or Warning are required", NULL);
+        protobuf_c_message_free_unpacked(m, NULL);
+        return;
+    }
+    events *ev = atomic_load(&cs->events);
+    /* Queued or aggregated, or dropped and counted: never an error to the
+     * provider, whose work does not depend on it. */
+    if (ev)
+        events_emit(ev, pod->namespace_, pod->name, pod->uid, req->type, req->reason,
+                    req->message);
     if (vk_log_enabled(VK_LOG_DEBUG)) {
-        char ns_v[LOGVAL_MAX], pod_v[LOGVAL_MAX], type_v[LOGVAL_MAX], reason_v[LOGVAL_MAX];
-        const Vkc__Provider__V1__PodRef *pod = req->pod;
-        /* API client: post the Event here (next milestone); dropped until then. */
-        vk_debug("event dropped", "namespace=%s pod=%s type=%s reason=%s",
-                 logval(ns_v, sizeof ns_v, pod ? pod->namespace_ : ""),
-                 logval(pod_v, sizeof pod_v, pod ? pod->name : ""),
-                 logval(type_v, sizeof type_v, req->type),
-                 logval(reason_v, sizeof reason_v, req->reason));
+        char ns_v[LOGVAL_MAX], pod_v[LOGVAL_MAX], reason_v[LOGVAL_MAX];
+        vk_debug(ev ? "event queued" : "event dropped", "namespace=%s pod=%s type=%s reason=%s",
+                 logval(ns_v, sizeof ns_v, pod->namespace_), logval(pod_v, sizeof pod_v, pod->name),
+                 req->type, logval(reason_v, sizeof reason_v, req->reason));
     }
     Vkc__Provider__V1__EmitEventResponse resp = VKC__PROVIDER__V1__EMIT_EVENT_RESPONSE__INIT;
     answer(cs, call, method, VK_OK, NULL, &resp.base);
@@ -191,6 +225,12 @@ callback_server *callback_server_start(const char *addr, const char *node_name,
         return NULL;
     }
     return cs;
+}
+
+void callback_server_serve_objects(callback_server *cs, objcache *oc, events *ev)
+{
+    atomic_store(&cs->objects, oc);
+    atomic_store(&cs->events, ev);
 }
 
 void callback_server_stop(callback_server *cs)

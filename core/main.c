@@ -1,16 +1,19 @@
 /* main.c -- vkc-core: wire the modules together on the libev default loop.
  *
  * Start order: flags, socket directory, gRPC, metrics and refs, the Core
- * callback service (a provider may call it right after its handshake), then
- * the provider supervisor. SIGTERM or SIGINT stops in reverse: the provider
- * first (it may still be calling back), then the callback service, the
- * worker pool, and gRPC last. A second signal kills the provider at once.
+ * callback service (a provider may call it right after its handshake), the
+ * Kubernetes side (API clients, node, pods, kubelet API), then the provider
+ * supervisor, whose listeners tell every module when the provider comes and
+ * goes. SIGTERM or SIGINT stops in reverse: the node writes its stopped
+ * state while the provider is stopped (it may still be calling back), then
+ * the pods, the kubelet API, the callback service, the worker pools, and
+ * gRPC last. A second signal kills the provider at once.
  *
- * The Kubernetes side (API client, node registration, pod reconciler,
- * kubelet API) joins here in a later milestone, each as a module that
- * registers a supervisor listener.
+ * Without --kubeconfig and outside a cluster the core runs the provider
+ * alone, with no Kubernetes side: handy for developing a provider.
  */
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,45 +21,84 @@
 #include <ev.h>
 
 #include "buf.h"
+#include "callback_objects.h"
 #include "callback_server.h"
+#include "events.h"
 #include "flags.h"
+#include "http_server.h"
+#include "kube_client.h"
+#include "kubeconfig.h"
+#include "kubelet_api.h"
+#include "kubelet_auth.h"
+#include "kubelet_streams.h"
 #include "log.h"
 #include "logval.h"
 #include "metrics.h"
+#include "node.h"
+#include "objcache.h"
+#include "pods.h"
 #include "refs.h"
 #include "rpc.h"
 #include "socket_dir.h"
 #include "supervisor.h"
+#include "tls.h"
 #include "version.h"
 #include "work.h"
 
 #define POOL_THREADS 4
 #define POOL_QUEUE 64
+/* The kubelet API's own pool: slow /stats/summary calls must not delay the
+ * supervisor's pings and get the provider killed as hung. */
+#define API_POOL_THREADS 2
+#define API_POOL_QUEUE 16
 
 typedef struct core {
     struct ev_loop *loop;
-    vk_pool *pool;
+    vk_pool *pool, *api_pool;
     metrics *metrics;
     refs *refs;
     callback_server *callbacks;
     supervisor *supervisor;
+
+    /* The Kubernetes side; all NULL in provider-only mode. */
+    kube_config kcfg;
+    struct kube_client *kube;      /* pods, events, objects, reviews */
+    struct kube_client *heartbeat; /* node status and Lease: never rate limited */
+    node *node;
+    objcache *objcache;
+    events *events;
+    pods *pods;
+    SSL_CTX *tls;
+    kubelet_auth *auth;
+    kubelet_api *api;
+    kubelet_streams *streams;
+    http_server *http;
+
     ev_signal sigterm, sigint;
     int stopping;
+    int waiting;   /* stops not yet done: supervisor, node */
     int exit_code;
 } core;
 
-static void provider_gone(void *ud)
+static void stop_done(void *ud)
 {
     core *c = ud;
-    ev_break(c->loop, EVBREAK_ALL);
+    if (--c->waiting == 0)
+        ev_break(c->loop, EVBREAK_ALL);
 }
 
 static void shut_down(core *c, const char *why)
 {
-    if (!c->stopping)
-        vk_info("shutting down", "reason=%s", why);
+    if (c->stopping) {
+        supervisor_stop(c->supervisor, stop_done, c); /* second signal: kill now */
+        return;
+    }
+    vk_info("shutting down", "reason=%s", why);
     c->stopping = 1;
-    supervisor_stop(c->supervisor, provider_gone, c);
+    c->waiting = c->node ? 2 : 1;
+    if (c->node)
+        node_stop(c->node, stop_done, c);
+    supervisor_stop(c->supervisor, stop_done, c);
 }
 
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
@@ -83,11 +125,193 @@ static char *path_in(const char *dir, const char *name, const char *prefix)
     return vk_buf_steal(&b, NULL);
 }
 
+/* Credentials from --kubeconfig, else the pod's service account when
+ * running in a cluster. 1 when found, 0 for provider-only mode, -1 on
+ * error (logged). */
+static int load_kube_config(core *c, const flags *f)
+{
+    char err[512];
+    int rc;
+    if (f->kubeconfig)
+        rc = kube_config_load_file(&c->kcfg, f->kubeconfig, NULL, err, sizeof err);
+    else if (getenv("KUBERNETES_SERVICE_HOST"))
+        rc = kube_config_in_cluster(&c->kcfg, NULL, err, sizeof err);
+    else
+        return 0;
+    if (rc < 0) {
+        vk_error("cannot load API server credentials", "error=\"%s\"", err);
+        return -1;
+    }
+    return 1;
+}
+
+static int start_clients(core *c, const flags *f)
+{
+    char err[512];
+    struct kube_client_opts opts = {.qps = f->kube_api_qps, .burst = (unsigned)f->kube_api_burst};
+    struct kube_client_opts beat = {.qps = -1};
+    c->kube = kube_client_new(c->loop, &c->kcfg, &opts, err, sizeof err);
+    if (c->kube)
+        c->heartbeat = kube_client_new(c->loop, &c->kcfg, &beat, err, sizeof err);
+    if (!c->kube || !c->heartbeat) {
+        vk_error("cannot create the API client", "error=\"%s\"", err);
+        return -1;
+    }
+    return 0;
+}
+
+static int start_node(core *c, const flags *f)
+{
+    char err[512];
+    node_config nc = {
+        .kube = c->heartbeat,
+        .pool = c->pool,
+        .metrics = c->metrics,
+        .name = f->node_name,
+        .labels = f->node_labels,
+        .disable_taint = f->disable_taint,
+        .provider_name = f->provider_name,
+        .kubelet_port = f->listen_port,
+        .node_ip = f->node_ip,
+    };
+    c->node = node_new(&nc, err, sizeof err);
+    if (!c->node) {
+        vk_error("cannot configure the node", "error=\"%s\"", err);
+        return -1;
+    }
+    supervisor_listener l = node_listener(c->node);
+    return supervisor_listen(c->supervisor, &l);
+}
+
+static int start_pods(core *c, const flags *f)
+{
+    events_config ec = {.kube = c->kube, .node_name = f->node_name, .metrics = c->metrics};
+    c->objcache = objcache_new(c->kube, c->metrics);
+    c->events = events_new(&ec);
+    if (!c->objcache || !c->events)
+        return -1;
+    pods_config pc = {
+        .node_name = f->node_name,
+        .kube = c->kube,
+        .refs = c->refs,
+        .objcache = c->objcache,
+        .events = c->events,
+        .metrics = c->metrics,
+        .workers = (unsigned)f->pod_sync_workers,
+    };
+    c->pods = pods_start(&pc);
+    if (!c->pods)
+        return -1;
+    supervisor_listener l = pods_listener(c->pods);
+    return supervisor_listen(c->supervisor, &l);
+}
+
+static int start_kubelet_api(core *c, const flags *f)
+{
+    char err[512];
+    const char *hosts[3] = {f->node_name, "127.0.0.1"};
+    size_t n_hosts = 2;
+    if (f->node_ip)
+        hosts[n_hosts++] = f->node_ip;
+    tls_config tc = {
+        .cert_file = f->tls_cert_file,
+        .key_file = f->tls_key_file,
+        .client_ca_file = f->client_ca_file,
+        .hosts = hosts,
+        .n_hosts = n_hosts,
+    };
+    c->tls = tls_server_context(&tc, err, sizeof err);
+    if (!c->tls) {
+        vk_error("cannot set up TLS for the kubelet API", "error=\"%s\"", err);
+        return -1;
+    }
+    kubelet_auth_config ac = {
+        .node_name = f->node_name,
+        .anonymous = f->anonymous_auth,
+        .token_webhook = f->token_webhook,
+        .mode = f->authz_webhook ? KUBELET_AUTHZ_WEBHOOK : KUBELET_AUTHZ_ALWAYS_ALLOW,
+        .kube = c->kube,
+    };
+    c->auth = kubelet_auth_new(&ac, err, sizeof err);
+    if (!c->auth) {
+        vk_error("cannot set up kubelet API authentication", "error=\"%s\"", err);
+        return -1;
+    }
+    c->api_pool = vk_pool_new(c->loop, API_POOL_THREADS, API_POOL_QUEUE);
+    kubelet_api_config kc = {
+        .loop = c->loop,
+        .node_name = f->node_name,
+        .pool = c->api_pool,
+        .metrics = c->metrics,
+        .auth = c->auth,
+        .pods = pods_list_json,
+        .pods_ud = c->pods,
+    };
+    c->api = c->api_pool ? kubelet_api_new(&kc) : NULL;
+    c->streams = kubelet_streams_new(c->loop);
+    if (!c->api || !c->streams)
+        return -1;
+    kubelet_api_set_upgrade(c->api, kubelet_streams_upgrade, c->streams);
+    supervisor_listener l = kubelet_api_listener(c->api);
+    if (supervisor_listen(c->supervisor, &l) < 0)
+        return -1;
+    http_server_config hc = {
+        .loop = c->loop,
+        .port = f->listen_port,
+        .tls = c->tls,
+        .handler = kubelet_api_handle,
+        .ud = c->api,
+    };
+    c->http = http_server_new(&hc, err, sizeof err);
+    if (!c->http) {
+        vk_error("cannot serve the kubelet API", "port=%d error=\"%s\"", f->listen_port, err);
+        return -1;
+    }
+    return 0;
+}
+
+/* Everything the Kubernetes side needs, in dependency order. */
+static int start_kubernetes(core *c, const flags *f)
+{
+    if (start_clients(c, f) < 0 || start_node(c, f) < 0)
+        return -1;
+    if (start_pods(c, f) < 0) {
+        vk_error("cannot start the pod controller", NULL);
+        return -1;
+    }
+    return start_kubelet_api(c, f);
+}
+
+static void stop_kubernetes(core *c)
+{
+    http_server_free(c->http); /* ends every connection */
+    kubelet_streams_free(c->streams);
+    if (c->pods)
+        pods_stop(c->pods);
+    if (c->api_pool)
+        vk_pool_free(c->api_pool);
+    kubelet_api_free(c->api);
+    kubelet_auth_free(c->auth);
+    if (c->tls)
+        SSL_CTX_free(c->tls);
+}
+
+static void free_kubernetes(core *c)
+{
+    node_free(c->node);
+    events_free(c->events);
+    objcache_free(c->objcache);
+    kube_client_free(c->heartbeat);
+    kube_client_free(c->kube);
+    kube_config_free(&c->kcfg);
+}
+
 static int run(core *c, const flags *f)
 {
     char *provider_sock = path_in(f->socket_dir, "provider.sock", "");
     char *core_target = path_in(f->socket_dir, "core.sock", "unix:");
     char dir_v[LOGVAL_MAX];
+    int kubernetes = 0;
     if (!provider_sock || !core_target) {
         free(provider_sock);
         free(core_target);
@@ -108,13 +332,6 @@ static int run(core *c, const flags *f)
     c->pool = vk_pool_new(c->loop, POOL_THREADS, POOL_QUEUE);
     if (!c->metrics || !c->refs || !c->pool) {
         vk_error("out of memory", "step=%s", "registries");
-        c->exit_code = 1;
-        goto out;
-    }
-
-    c->callbacks = callback_server_start(core_target, f->node_name, c->refs, requests);
-    if (!c->callbacks) {
-        vk_error("cannot serve the Core service", "addr=%s", logval(dir_v, sizeof dir_v, core_target));
         c->exit_code = 1;
         goto out;
     }
@@ -146,25 +363,46 @@ static int run(core *c, const flags *f)
         goto out;
     }
 
+    kubernetes = load_kube_config(c, f);
+    if (kubernetes < 0 || (kubernetes && start_kubernetes(c, f) < 0)) {
+        c->exit_code = 1;
+        goto out;
+    }
+    if (!kubernetes)
+        vk_warn("no --kubeconfig and not in a cluster: running the provider only", NULL);
+
+    c->callbacks = callback_server_start(core_target, f->node_name, c->refs, requests);
+    if (!c->callbacks) {
+        vk_error("cannot serve the Core service", "addr=%s", logval(dir_v, sizeof dir_v, core_target));
+        c->exit_code = 1;
+        goto out;
+    }
+    if (kubernetes)
+        callback_server_serve_objects(c->callbacks, c->objcache, c->events);
+
     ev_signal_init(&c->sigterm, on_signal, SIGTERM);
     ev_signal_init(&c->sigint, on_signal, SIGINT);
     c->sigterm.data = c->sigint.data = c;
     ev_signal_start(c->loop, &c->sigterm);
     ev_signal_start(c->loop, &c->sigint);
 
-    vk_info("core started", "version=%s node=%s socket_dir=%s mode=%s", VKC_CORE_VERSION,
-            f->node_name, logval(dir_v, sizeof dir_v, f->socket_dir),
-            f->provider_argv ? "spawn" : "socket");
+    vk_info("core started", "version=%s node=%s socket_dir=%s mode=%s kubernetes=%s",
+            VKC_CORE_VERSION, f->node_name, logval(dir_v, sizeof dir_v, f->socket_dir),
+            f->provider_argv ? "spawn" : "socket", kubernetes ? c->kcfg.source : "none");
+    if (c->node)
+        node_start(c->node);
     supervisor_start(c->supervisor);
     ev_run(c->loop, 0);
 
     ev_signal_stop(c->loop, &c->sigterm);
     ev_signal_stop(c->loop, &c->sigint);
 out:
+    stop_kubernetes(c);
     callback_server_stop(c->callbacks);
     if (c->pool)
-        vk_pool_free(c->pool); /* runs the supervisor's last completions */
+        vk_pool_free(c->pool); /* runs the supervisor's and the node's last completions */
     supervisor_free(c->supervisor);
+    free_kubernetes(c);
     refs_free(c->refs);
     metrics_free(c->metrics);
     free(provider_sock);
@@ -181,7 +419,8 @@ int main(int argc, char **argv)
         return fr == FLAGS_EXIT_OK ? 0 : 2;
     }
     vk_log_set_component("core");
-    /* A provider that closes its socket mid-write must not kill the core. */
+    /* A provider or client that closes its socket mid-write must not kill
+     * the core (libcurl and OpenSSL write with SIGPIPE unblocked). */
     signal(SIGPIPE, SIG_IGN);
     if (socket_dir_prepare(f.socket_dir) < 0) {
         flags_free(&f);

@@ -1,0 +1,665 @@
+/* podstatus.c -- per-pod status slots and their writes.
+ *
+ * A slot holds the desired status and what is known of the API's: the
+ * hashes (desired, API) seen when the two were last found in step, so a
+ * watch event only costs a hash of its status. `fresh` is a copy of the
+ * pod newer than the watch cache (the answer to our PUT, or a GET after a
+ * 409), used as the base of the next write until the cache catches up.
+ */
+#include "podstatus.h"
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "json.h"
+#include "log.h"
+#include "logval.h"
+#include "pod.h"
+#include "ratelimit.h"
+
+#define BUCKETS 256
+#define RETRY_INITIAL_S 0.5
+#define RETRY_MAX_S 30.0
+/* Conflicts in a row answered by an immediate re-read; beyond, back off. */
+#define MAX_QUICK_CONFLICTS 3
+
+typedef struct slot {
+    struct slot *next;
+    podstatus *ps;
+    char *key, *ns, *name, *uid;
+    yajl_val desired;
+    uint64_t desired_hash;
+    bool in_step;                  /* in_step_desired/api are meaningful */
+    uint64_t in_step_desired, in_step_api;
+    uint64_t writing;              /* desired_hash of the write in flight */
+    yajl_val fresh;
+    int64_t req;                   /* PUT or GET in flight, 0 when none */
+    bool dirty;                    /* look again when req completes */
+    unsigned conflicts;
+    struct backoff backoff;
+    ev_timer retry;
+} slot;
+
+struct podstatus {
+    struct kube_client *kube;
+    struct ev_loop *loop;
+    podstatus_lookup_fn lookup;
+    void *ud;
+    metric *writes;
+    slot *buckets[BUCKETS];
+    unsigned failing;
+};
+
+static void evaluate(slot *s);
+
+/* ---- canonical hashing ------------------------------------------------------ */
+
+static uint64_t mix(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *c = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ c[i]) * 1099511628211u;
+    return h;
+}
+
+static bool empty(yajl_val v)
+{
+    return !v || YAJL_IS_NULL(v) || (YAJL_IS_STRING(v) && !*v->u.string) ||
+           (YAJL_IS_ARRAY(v) && !v->u.array.len) || (YAJL_IS_OBJECT(v) && !v->u.object.len);
+}
+
+static bool ignored_key(const char *k)
+{
+    return !strcmp(k, "lastTransitionTime") || !strcmp(k, "lastProbeTime");
+}
+
+typedef struct member {
+    const char *key;
+    yajl_val val;
+} member;
+
+static int by_key(const void *a, const void *b)
+{
+    return strcmp(((const member *)a)->key, ((const member *)b)->key);
+}
+
+uint64_t json_hash(uint64_t h, yajl_val v)
+{
+    if (empty(v))
+        return mix(h, "~", 1);
+    if (YAJL_IS_STRING(v))
+        return mix(mix(h, "s", 1), v->u.string, strlen(v->u.string) + 1);
+    if (YAJL_IS_NUMBER(v))
+        return mix(mix(h, "#", 1), v->u.number.r, strlen(v->u.number.r) + 1);
+    if (YAJL_IS_TRUE(v))
+        return mix(h, "t", 1);
+    if (YAJL_IS_FALSE(v))
+        return mix(h, "f", 1);
+    if (YAJL_IS_ARRAY(v)) {
+        h = mix(h, "[", 1);
+        for (size_t i = 0; i < v->u.array.len; i++)
+            h = json_hash(h, v->u.array.values[i]);
+        return mix(h, "]", 1);
+    }
+    size_t n = v->u.object.len, m = 0;
+    member *ms = malloc(n * sizeof *ms);
+    if (!ms) /* unsorted: at worst a needless write */
+        return mix(h, &v, sizeof v);
+    for (size_t i = 0; i < n; i++)
+        if (!empty(v->u.object.values[i]) && !ignored_key(v->u.object.keys[i]))
+            ms[m++] = (member){v->u.object.keys[i], v->u.object.values[i]};
+    qsort(ms, m, sizeof *ms, by_key);
+    h = mix(h, "{", 1);
+    for (size_t i = 0; i < m; i++) {
+        h = mix(h, ms[i].key, strlen(ms[i].key) + 1);
+        h = json_hash(h, ms[i].val);
+    }
+    free(ms);
+    return mix(h, "}", 1);
+}
+
+/* ---- slots ---------------------------------------------------------------------- */
+
+static unsigned bucket(const char *key)
+{
+    return (unsigned)(mix(JSON_HASH_SEED, key, strlen(key)) % BUCKETS);
+}
+
+static slot **slot_of(podstatus *ps, const char *key)
+{
+    slot **p = &ps->buckets[bucket(key)];
+    while (*p && strcmp((*p)->key, key) != 0)
+        p = &(*p)->next;
+    return p;
+}
+
+static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    evaluate(w->data);
+}
+
+static slot *new_slot(podstatus *ps, const char *key)
+{
+    const char *slash = strchr(key, '/');
+    slot *s = calloc(1, sizeof *s);
+    if (!s || !slash)
+        goto fail;
+    s->ps = ps;
+    s->key = strdup(key);
+    s->ns = strndup(key, (size_t)(slash - key));
+    s->name = strdup(slash + 1);
+    if (!s->key || !s->ns || !s->name)
+        goto fail;
+    backoff_init(&s->backoff, RETRY_INITIAL_S, RETRY_MAX_S, 0);
+    ev_init(&s->retry, retry_cb);
+    s->retry.data = s;
+    return s;
+fail:
+    if (s) {
+        free(s->key);
+        free(s->ns);
+        free(s->name);
+        free(s);
+    }
+    return NULL;
+}
+
+static void free_slot(podstatus *ps, slot *s)
+{
+    if (s->req)
+        kube_request_cancel(ps->kube, s->req);
+    ev_timer_stop(ps->loop, &s->retry);
+    yajl_tree_free(s->desired);
+    yajl_tree_free(s->fresh);
+    free(s->key);
+    free(s->ns);
+    free(s->name);
+    free(s->uid);
+    free(s);
+}
+
+static void count(podstatus *ps, const char *result)
+{
+    metric_add(ps->writes, (const char *[]){result}, 1);
+}
+
+/* Once per failure streak at warn level; the rest at debug. */
+static void failed(slot *s, const char *what, long status, const char *error)
+{
+    podstatus *ps = s->ps;
+    char pod_v[LOGVAL_MAX], err_v[LOGVAL_MAX];
+    enum vk_log_level level = ps->failing++ ? VK_LOG_DEBUG : VK_LOG_WARN;
+    if (vk_log_enabled(level))
+        vk_log(level, what, "pod=%s status=%ld error=%s", logval(pod_v, sizeof pod_v, s->key),
+               status, logval(err_v, sizeof err_v, error ? error : ""));
+}
+
+static void succeeded(podstatus *ps)
+{
+    if (ps->failing)
+        vk_info("pod status writes work again", "failures=%u", ps->failing);
+    ps->failing = 0;
+}
+
+static void retry_later(slot *s)
+{
+    ev_timer_stop(s->ps->loop, &s->retry);
+    ev_timer_set(&s->retry, backoff_next(&s->backoff), 0.);
+    ev_timer_start(s->ps->loop, &s->retry);
+}
+
+/* ---- deciding ---------------------------------------------------------------------- */
+
+static const char *str_at(yajl_val v, const char *a, const char *b)
+{
+    return vk_json_str(vk_json_get(v, a, b, NULL), NULL);
+}
+
+/* etcd revisions in decimal; anything else compares as unknown (-1). */
+static long long rv_number(yajl_val pod)
+{
+    const char *rv = str_at(pod, "metadata", "resourceVersion");
+    char *end;
+    if (!rv || !*rv)
+        return -1;
+    long long n = strtoll(rv, &end, 10);
+    return *end ? -1 : n;
+}
+
+/* The newest copy of the pod: the cache's, or fresh when it is newer. */
+static yajl_val base_of(slot *s)
+{
+    yajl_val cached = s->ps->lookup(s->ps->ud, s->key);
+    if (s->fresh) {
+        const char *cu = str_at(cached, "metadata", "uid");
+        const char *fu = str_at(s->fresh, "metadata", "uid");
+        if (cached && cu && fu && !strcmp(cu, fu) && rv_number(s->fresh) > rv_number(cached))
+            return s->fresh;
+        yajl_tree_free(s->fresh);
+        s->fresh = NULL;
+    }
+    return cached;
+}
+
+static int phase_rank(const char *phase)
+{
+    if (!phase)
+        return -1;
+    if (!strcmp(phase, "Pending"))
+        return 0;
+    if (!strcmp(phase, "Running"))
+        return 1;
+    if (!strcmp(phase, "Succeeded") || !strcmp(phase, "Failed"))
+        return 2;
+    return -1;
+}
+
+static bool goes_backwards(const char *api, const char *want)
+{
+    int a = phase_rank(api);
+    if (a == 2)
+        return !want || strcmp(api, want) != 0;
+    return a == 1 && phase_rank(want) == 0;
+}
+
+static bool has_condition(yajl_val conds, const char *type)
+{
+    for (size_t i = 0; YAJL_IS_ARRAY(conds) && i < conds->u.array.len; i++)
+        if (!strcmp(vk_json_str(vk_json_member(conds->u.array.values[i], "type"), ""), type))
+            return true;
+    return false;
+}
+
+/* desired, with what the API has that it does not set: conditions of
+ * other types and qosClass. */
+static void write_merged(vk_json_writer *w, yajl_val desired, yajl_val api)
+{
+    yajl_val want_conds = vk_json_member(desired, "conditions");
+    yajl_val api_conds = vk_json_member(api, "conditions");
+    vk_jw_map_open(w);
+    for (size_t i = 0; YAJL_IS_OBJECT(desired) && i < desired->u.object.len; i++) {
+        const char *k = desired->u.object.keys[i];
+        if (!strcmp(k, "conditions"))
+            continue;
+        vk_jw_str(w, k);
+        vk_jw_tree(w, desired->u.object.values[i]);
+    }
+    vk_jw_str(w, "conditions");
+    vk_jw_array_open(w);
+    for (size_t i = 0; YAJL_IS_ARRAY(want_conds) && i < want_conds->u.array.len; i++)
+        vk_jw_tree(w, want_conds->u.array.values[i]);
+    for (size_t i = 0; YAJL_IS_ARRAY(api_conds) && i < api_conds->u.array.len; i++) {
+        yajl_val c = api_conds->u.array.values[i];
+        const char *type = vk_json_str(vk_json_member(c, "type"), NULL);
+        if (type && !has_condition(want_conds, type))
+            vk_jw_tree(w, c);
+    }
+    vk_jw_array_close(w);
+    static const char *const kept[] = {"qosClass", "startTime"};
+    for (size_t i = 0; i < sizeof kept / sizeof kept[0]; i++) {
+        yajl_val v = vk_json_member(api, kept[i]);
+        if (v && !vk_json_member(desired, kept[i])) {
+            vk_jw_str(w, kept[i]);
+            vk_jw_tree(w, v);
+        }
+    }
+    vk_jw_map_close(w);
+}
+
+/* The Pod document pod with its status replaced by the merged one. */
+static int write_pod(vk_buf *out, yajl_val pod, yajl_val desired)
+{
+    yajl_val api = vk_json_member(pod, "status");
+    vk_json_writer w;
+    vk_jw_begin(&w, out);
+    vk_jw_map_open(&w);
+    for (size_t i = 0; i < pod->u.object.len; i++) {
+        const char *k = pod->u.object.keys[i];
+        if (!strcmp(k, "status"))
+            continue;
+        vk_jw_str(&w, k);
+        vk_jw_tree(&w, pod->u.object.values[i]);
+    }
+    vk_jw_str(&w, "status");
+    write_merged(&w, desired, api);
+    vk_jw_map_close(&w);
+    return vk_jw_end(&w);
+}
+
+/* The merged status's hash, to compare with the API's. */
+static int merged_hash(yajl_val desired, yajl_val api, uint64_t *out)
+{
+    vk_buf b = VK_BUF_INIT;
+    vk_json_writer w;
+    vk_jw_begin(&w, &b);
+    write_merged(&w, desired, api);
+    if (vk_jw_end(&w) < 0) {
+        vk_buf_free(&b);
+        return -1;
+    }
+    yajl_val merged = vk_json_parse(b.data, b.len, NULL, 0);
+    vk_buf_free(&b);
+    if (!merged)
+        return -1;
+    *out = json_hash(JSON_HASH_SEED, merged);
+    yajl_tree_free(merged);
+    return 0;
+}
+
+/* ---- writing ---------------------------------------------------------------------- */
+
+static void read_done(const struct kube_response *resp, void *ud)
+{
+    slot *s = ud;
+    s->req = 0;
+    if (resp->cancelled)
+        return;
+    if (resp->status == 200) {
+        yajl_val pod = vk_json_parse(resp->body, resp->len, NULL, 0);
+        if (pod) {
+            yajl_tree_free(s->fresh);
+            s->fresh = pod;
+        }
+    } else if (resp->status == 404) {
+        return; /* gone: its DELETED event will forget the slot */
+    } else if (!(resp->status >= 200 && resp->status < 300)) {
+        failed(s, "cannot re-read pod after a conflict", resp->status, resp->error);
+        retry_later(s);
+        return;
+    }
+    s->dirty = false;
+    evaluate(s);
+}
+
+static void reread(slot *s)
+{
+    vk_buf path = VK_BUF_INIT;
+    if (vk_buf_printf(&path, "/api/v1/namespaces/%s/pods/%s", s->ns, s->name) == 0)
+        s->req = kube_request(s->ps->kube, "GET", path.data, NULL, NULL, 0, 0, read_done, s);
+    vk_buf_free(&path);
+    if (s->req < 0) {
+        s->req = 0;
+        retry_later(s);
+    }
+}
+
+static void write_done(const struct kube_response *resp, void *ud)
+{
+    slot *s = ud;
+    podstatus *ps = s->ps;
+    s->req = 0;
+    if (resp->cancelled)
+        return;
+    if (resp->status == 200 || resp->status == 201) {
+        count(ps, "ok");
+        succeeded(ps);
+        s->conflicts = 0;
+        backoff_reset(&s->backoff);
+        yajl_val pod = vk_json_parse(resp->body, resp->len, NULL, 0);
+        if (pod) {
+            s->in_step = true;
+            s->in_step_desired = s->writing;
+            s->in_step_api = json_hash(JSON_HASH_SEED, vk_json_member(pod, "status"));
+            yajl_tree_free(s->fresh);
+            s->fresh = pod;
+        }
+    } else if (resp->status == 409) {
+        count(ps, "conflict");
+        if (++s->conflicts <= MAX_QUICK_CONFLICTS) {
+            reread(s);
+            return;
+        }
+        failed(s, "pod status write conflicts", resp->status, resp->error);
+        s->conflicts = 0;
+        retry_later(s);
+        return;
+    } else if (resp->status == 404) {
+        count(ps, "not_found");
+        return;
+    } else {
+        count(ps, "error");
+        failed(s, "cannot write pod status", resp->status, resp->error);
+        if (resp->status == 400 || resp->status == 422) {
+            /* The API refuses this status as written: wait for a new one. */
+            s->in_step = false;
+            s->dirty = false;
+            return;
+        }
+        retry_later(s);
+        return;
+    }
+    if (s->dirty) {
+        s->dirty = false;
+        evaluate(s);
+    }
+}
+
+static void evaluate(slot *s)
+{
+    podstatus *ps = s->ps;
+    char pod_v[LOGVAL_MAX];
+    if (s->req) {
+        s->dirty = true;
+        return;
+    }
+    if (ev_is_active(&s->retry))
+        return; /* backing off; the timer evaluates */
+    yajl_val pod = base_of(s);
+    if (!s->desired || !YAJL_IS_OBJECT(pod) || !s->uid ||
+        strcmp(str_at(pod, "metadata", "uid") ? str_at(pod, "metadata", "uid") : "", s->uid))
+        return;
+    yajl_val api = vk_json_member(pod, "status");
+    uint64_t api_hash = json_hash(JSON_HASH_SEED, api);
+    if (s->in_step && s->in_step_desired == s->desired_hash && s->in_step_api == api_hash)
+        return;
+    uint64_t want;
+    if (merged_hash(s->desired, api, &want) < 0) {
+        retry_later(s);
+        return;
+    }
+    const char *api_phase = vk_json_str(vk_json_member(api, "phase"), NULL);
+    const char *want_phase = vk_json_str(vk_json_member(s->desired, "phase"), NULL);
+    if (want == api_hash || goes_backwards(api_phase, want_phase)) {
+        if (want != api_hash)
+            vk_debug("pod status not written: it would go backwards", "pod=%s from=%s to=%s",
+                     logval(pod_v, sizeof pod_v, s->key), api_phase, want_phase ? want_phase : "");
+        s->in_step = true;
+        s->in_step_desired = s->desired_hash;
+        s->in_step_api = api_hash;
+        return;
+    }
+    const char *rv = str_at(pod, "metadata", "resourceVersion");
+    if (!rv || !*rv || !strcmp(rv, "0")) {
+        failed(s, "pod has no usable resourceVersion", 0, rv ? rv : "");
+        return;
+    }
+    vk_buf path = VK_BUF_INIT, body = VK_BUF_INIT;
+    if (vk_buf_printf(&path, "/api/v1/namespaces/%s/pods/%s/status", s->ns, s->name) == 0 &&
+        write_pod(&body, pod, s->desired) == 0) {
+        s->writing = s->desired_hash;
+        s->req = kube_request(ps->kube, "PUT", path.data, NULL, body.data, body.len, 0,
+                              write_done, s);
+    } else {
+        s->req = -1;
+    }
+    vk_buf_free(&path);
+    vk_buf_free(&body);
+    if (s->req < 0) {
+        s->req = 0;
+        count(ps, "error");
+        retry_later(s);
+    }
+}
+
+/* ---- public -------------------------------------------------------------------------- */
+
+podstatus *podstatus_new(const podstatus_config *cfg)
+{
+    podstatus *ps = calloc(1, sizeof *ps);
+    if (!ps)
+        return NULL;
+    ps->kube = cfg->kube;
+    ps->loop = kube_client_loop(cfg->kube);
+    ps->lookup = cfg->lookup;
+    ps->ud = cfg->ud;
+    if (cfg->metrics)
+        ps->writes = metrics_counter(cfg->metrics, "status_writes_total",
+                                     "Pod status writes to the API server, by result.", "result");
+    return ps;
+}
+
+void podstatus_free(podstatus *ps)
+{
+    if (!ps)
+        return;
+    for (size_t i = 0; i < BUCKETS; i++) {
+        while (ps->buckets[i]) {
+            slot *s = ps->buckets[i];
+            ps->buckets[i] = s->next;
+            free_slot(ps, s);
+        }
+    }
+    free(ps);
+}
+
+int podstatus_set(podstatus *ps, const char *key, const char *uid, yajl_val status)
+{
+    slot **p = slot_of(ps, key);
+    slot *s = *p;
+    if (!s) {
+        s = new_slot(ps, key);
+        if (!s) {
+            yajl_tree_free(status);
+            return -1;
+        }
+        *p = s;
+    }
+    if (!s->uid || strcmp(s->uid, uid) != 0) {
+        char *u = strdup(uid);
+        if (!u) {
+            yajl_tree_free(status);
+            return -1;
+        }
+        free(s->uid);
+        s->uid = u;
+        s->in_step = false;
+    }
+    yajl_tree_free(s->desired);
+    s->desired = status;
+    s->desired_hash = json_hash(JSON_HASH_SEED, status);
+    evaluate(s);
+    return 0;
+}
+
+void podstatus_api_changed(podstatus *ps, const char *key)
+{
+    slot *s = *slot_of(ps, key);
+    if (s)
+        evaluate(s);
+}
+
+void podstatus_forget(podstatus *ps, const char *key)
+{
+    slot **p = slot_of(ps, key);
+    slot *s = *p;
+    if (!s)
+        return;
+    *p = s->next;
+    free_slot(ps, s);
+}
+
+/* ---- statuses of the core's own ------------------------------------------------ */
+
+/* The pod's containers (init containers first), every one in state. */
+static vk_container_status *containers_in(yajl_val pod, enum vk_container_state state,
+                                          const char *reason, const char *message,
+                                          size_t *n_init, size_t *n)
+{
+    yajl_val init = vk_json_get(pod, "spec", "initContainers", NULL);
+    yajl_val ctrs = vk_json_get(pod, "spec", "containers", NULL);
+    size_t ni = YAJL_IS_ARRAY(init) ? init->u.array.len : 0;
+    size_t nc = YAJL_IS_ARRAY(ctrs) ? ctrs->u.array.len : 0;
+    vk_container_status *cs = calloc(ni + nc ? ni + nc : 1, sizeof *cs);
+    if (!cs)
+        return NULL;
+    int64_t now = (int64_t)time(NULL);
+    for (size_t i = 0; i < ni + nc; i++) {
+        yajl_val c = i < ni ? init->u.array.values[i] : ctrs->u.array.values[i - ni];
+        cs[i].name = vk_json_str(vk_json_member(c, "name"), "");
+        cs[i].image = vk_json_str(vk_json_member(c, "image"), "");
+        cs[i].state = state;
+        cs[i].reason = reason;
+        cs[i].message = message;
+        if (state == VK_STATE_TERMINATED && i < ni) {
+            /* The pod ran: its init containers had completed. */
+            cs[i].reason = "Completed";
+            cs[i].message = NULL;
+            cs[i].finished_at = now;
+        } else if (state == VK_STATE_TERMINATED) {
+            cs[i].exit_code = 137;
+            cs[i].finished_at = now;
+        }
+    }
+    *n_init = ni;
+    *n = nc;
+    return cs;
+}
+
+static yajl_val status_tree(const vk_pod_status *st)
+{
+    vk_buf b = VK_BUF_INIT;
+    yajl_val v = NULL;
+    if (vk_pod_status_json(st, (int64_t)time(NULL), &b) == 0)
+        v = vk_json_parse(b.data, b.len, NULL, 0);
+    vk_buf_free(&b);
+    return v;
+}
+
+yajl_val podstatus_config_error(yajl_val pod, const char *message)
+{
+    size_t ni, nc;
+    vk_container_status *cs = containers_in(pod, VK_STATE_WAITING, "CreateContainerConfigError",
+                                            message, &ni, &nc);
+    if (!cs)
+        return NULL;
+    vk_pod_status st = {
+        .phase = "Pending",
+        .host_ip = str_at(pod, "status", "hostIP"),
+        .init_containers = cs,
+        .n_init_containers = ni,
+        .containers = cs + ni,
+        .n_containers = nc,
+    };
+    yajl_val v = status_tree(&st);
+    free(cs);
+    return v;
+}
+
+yajl_val podstatus_lost(yajl_val pod, const char *message)
+{
+    size_t ni, nc;
+    vk_container_status *cs = containers_in(pod, VK_STATE_TERMINATED, "ProviderLost", message,
+                                            &ni, &nc);
+    if (!cs)
+        return NULL;
+    vk_pod_status st = {
+        .phase = "Failed",
+        .reason = "ProviderLost",
+        .message = message,
+        .pod_ip = str_at(pod, "status", "podIP"),
+        .host_ip = str_at(pod, "status", "hostIP"),
+        .init_containers = cs,
+        .n_init_containers = ni,
+        .containers = cs + ni,
+        .n_containers = nc,
+    };
+    yajl_val v = status_tree(&st);
+    free(cs);
+    return v;
+}
