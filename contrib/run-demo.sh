@@ -1,22 +1,64 @@
 #!/bin/bash
-# `make run`: vkc-core supervising the mock provider, in the foreground.
-# Ctrl-C stops both. The Kubernetes side (a local control plane the node
-# registers with) joins this script with the node milestone.
+# `make run`: a real local control plane (tests/cluster), vkc-core as the
+# node vkc-node with the mock provider, and a sample Deployment of three
+# replicas scheduled onto it. Ctrl-C stops everything this script started.
 set -euo pipefail
 
 build=${1:-build}
+node=vkc-node
+port=${VKC_DEMO_PORT:-10250}
 dir=$(mktemp -d /tmp/vkc-demo.XXXXXX)
-trap 'rm -rf "$dir"' EXIT
+core=
+
+say() { printf '\n==> %s\n' "$*"; }
+
+cleanup() {
+    trap - INT TERM EXIT
+    if [ -n "$core" ] && kill -0 "$core" 2>/dev/null; then
+        say "stopping vkc-core"
+        kill -TERM "$core"
+        wait "$core" || true
+    fi
+    say "stopping the control plane"
+    tests/cluster/down.sh "$dir/cluster" >/dev/null 2>&1 || true
+    rm -rf "$dir"
+}
+trap cleanup INT TERM EXIT
+
+say "control plane binaries (built once from Debian's kubernetes source, ~15 min)"
+bin=$(tests/cluster/build.sh)
+say "starting etcd, kube-apiserver, scheduler and controller-manager"
+VKC_NODES=$node tests/cluster/up.sh "$dir/cluster" >"$dir/cluster-up.log" 2>&1 ||
+    { tail -n 30 "$dir/cluster-up.log"; exit 1; }
+# shellcheck disable=SC1091
+. "$dir/cluster/env"
+kubectl=("$bin/kubectl" --kubeconfig "$VKC_ADMIN_KUBECONFIG")
+
+say "starting vkc-core as system:node:$node (log: $dir/core.log)"
+"$build/bin/vkc-core" --nodename "$node" --kubeconfig "$VKC_NODE_KUBECONFIG" \
+    --socket-dir "$dir/run" --listen-port "$port" --node-ip 127.0.0.1 \
+    --tls-cert-file "$VKC_NODE_KUBELET_CERT" --tls-private-key-file "$VKC_NODE_KUBELET_KEY" \
+    --client-ca-file "$VKC_CA_CERT" --authentication-token-webhook \
+    --provider-cmd "$build/bin/vkc-provider-mock" 2>"$dir/core.log" &
+core=$!
+"${kubectl[@]}" wait --for=condition=Ready "node/$node" --timeout=60s >/dev/null
+"${kubectl[@]}" get nodes -o wide
+
+say "a Deployment of 3 replicas on the virtual node"
+"${kubectl[@]}" apply -f contrib/demo-deployment.json >/dev/null
+"${kubectl[@]}" rollout status deployment/demo --timeout=120s
+"${kubectl[@]}" get pods -o wide
 
 cat <<MSG
-vkc demo: vkc-core with the mock provider (sockets in $dir).
-Try, in another terminal:
-  kill -9 \$(pgrep -f vkc-provider-mock)   # the core restarts it
-Ctrl-C stops the demo.
-MSG
 
-"$build/bin/vkc-core" --nodename vkc-demo --socket-dir "$dir/run" \
-    --provider-cmd "$build/bin/vkc-provider-mock" &
-core=$!
-trap 'kill -TERM $core 2>/dev/null; wait $core; rm -rf "$dir"' INT TERM EXIT
-wait $core
+vkc is running. In another terminal:
+  . $dir/cluster/env
+  k="$bin/kubectl"
+  \$k get nodes,pods -o wide
+  \$k logs -f deployment/demo
+  \$k exec -it deployment/demo -- sh          # the mock's tiny shell
+  \$k get --raw /api/v1/nodes/$node/proxy/stats/summary
+  kill -9 \$(pgrep -x vkc-provider-mo)          # the core restarts its provider
+Ctrl-C stops everything.
+MSG
+wait "$core"
