@@ -1,6 +1,6 @@
 #!/bin/bash
 # Runs the test programs of one build tree and reports each.
-#   tests/run-tests.sh BUILD [unit|integration|python]
+#   tests/run-tests.sh BUILD [unit|integration|python|conformance]
 # Every test is a program that exits non-zero on failure; each gets a time
 # limit so a hang fails the run instead of stalling it.
 set -uo pipefail
@@ -43,6 +43,11 @@ if [ -z "$only" ] || [ "$only" = unit ]; then
     run "docs/readme-example" 10 tests/readme-example.sh
 fi
 
+if [ -z "$only" ] || [ "$only" = unit ]; then
+    # Every fuzz target over its seeds and regressions, once (tests/fuzz).
+    run "fuzz/replay" 300 tests/fuzz/run.sh replay "$build"
+fi
+
 if [ -z "$only" ] || [ "$only" = integration ]; then
     # One real control plane serves every integration test that does not
     # need one of its own (those that restart the API server start theirs).
@@ -60,6 +65,14 @@ if [ -z "$only" ] || [ "$only" = integration ]; then
         [ -x "$t" ] || continue
         run "integration/$(basename "$t")" 600 "$t"
     done
+    for t in tests/integration/test_*.sh; do
+        run "integration/$(basename "$t" .sh)" 900 env BUILD="$build" "$t" "$build"
+    done
+    # memcheck and AddressSanitizer do not mix: valgrind runs on plain builds.
+    if ! grep -q __asan_init "$build/bin/vkc-core"; then
+        run "integration/valgrind" 600 tests/integration/valgrind.sh "$build/bin"
+    fi
+    run "integration/test_scale" 1200 tests/integration/test_scale.sh "$build"
 fi
 
 if [ -z "$only" ] || [ "$only" = python ]; then
@@ -70,6 +83,16 @@ if [ -z "$only" ] || [ "$only" = python ]; then
     # Debian's grpcio lives in the system interpreter, not in any other
     # python3 that may come first on PATH.
     run "python/test_mock_client" 300 /usr/bin/python3 tests/python/test_mock_client.py "$build/bin" "$stubs"
+fi
+
+if [ -z "$only" ] || [ "$only" = conformance ]; then
+    # pod/get-other-uid: the SDK ignores PodRef.uid in GetPod/GetPodStatus (reported).
+    run "conformance/mock" 300 "$build/bin/vkc-conformance" \
+        --provider-cmd "$build/bin/vkc-provider-mock" --known-failure pod/get-other-uid \
+        --junit "$build/test-logs/conformance/mock.xml"
+    run "conformance/python" 300 env VKC_PYTHON_STUBS="$build/python" "$build/bin/vkc-conformance" \
+        --provider-cmd "/usr/bin/python3 contrib/python-provider/provider.py" \
+        --echo-server --port-forward-port 0 --junit "$build/test-logs/conformance/python.xml"
 fi
 
 echo "passed: $passed, failed: ${#failed[@]}"
