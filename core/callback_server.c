@@ -1,14 +1,16 @@
 /* callback_server.c -- GetSecret, GetConfigMap, RequestServiceAccountToken
  * and EmitEvent on vk_server.
  *
- * What refs allows is read from the object cache (callback_objects.h), and
- * events go to the events sender; without them (nothing wired yet) an
- * allowed read answers UNAVAILABLE (the contract's "retry later") and
- * events are dropped. Token requests have no API client yet: marked "API
- * client:" below. Names are logged, contents never.
+ * What refs allows is read from the object cache (callback_objects.h),
+ * tokens come from tokens.h, and events go to the events sender; without
+ * them (nothing wired yet) an allowed read or token request answers
+ * UNAVAILABLE (the contract's "retry later") and events are dropped. Names
+ * are logged, contents never.
  */
 #include "callback_server.h"
 #include "callback_objects.h"
+#include "kube_client.h"
+#include "tokens.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -24,6 +26,9 @@
 #define SERVICE "/vkc.provider.v1.Core/"
 #define MAX_WORKERS 16
 #define STOP_GRACE_MS 1000
+/* How long a token request waits for the API server, unless the
+ * provider's deadline is sooner. */
+#define TOKEN_WAIT_MS 10000
 
 struct callback_server {
     vk_server *server;
@@ -34,6 +39,7 @@ struct callback_server {
     /* Set once after the start, read by handler threads. */
     _Atomic(objcache *) objects;
     _Atomic(events *) events;
+    _Atomic(tokens *) tokens;
 };
 
 /* End the call with code (and msg) and count it. */
@@ -125,6 +131,10 @@ static void request_token(vk_scall *call, void *ud)
     const Vkc__Provider__V1__PodRef *pod = req->pod;
 
     vk_buf msg = VK_BUF_INIT;
+    Vkc__Provider__V1__ServiceAccountTokenResponse resp =
+        VKC__PROVIDER__V1__SERVICE_ACCOUNT_TOKEN_RESPONSE__INIT;
+    char *token = NULL;
+    tokens *t = atomic_load(&cs->tokens);
     int code;
     if (!pod || !pod->namespace_[0] || !pod->name[0] || !pod->uid[0] ||
         !req->service_account_name[0]) {
@@ -136,13 +146,35 @@ static void request_token(vk_scall *call, void *ud)
         vk_buf_printf(&msg, "pod %s/%s (uid %s) does not run on node %s under service account %s",
                       pod->namespace_, pod->name, pod->uid, cs->node_name,
                       req->service_account_name);
-    } else {
-        /* API client: TokenRequest here (next milestone). */
+    } else if (!t) {
         code = VK_UNAVAILABLE;
         vk_buf_printf(&msg, "the core cannot reach the API server to request a token for "
                       "service account %s/%s", pod->namespace_, req->service_account_name);
+    } else {
+        token_request tr = {
+            .ns = pod->namespace_,
+            .pod = pod->name,
+            .uid = pod->uid,
+            .service_account = req->service_account_name,
+            .audiences = req->audiences,
+            .n_audiences = req->n_audiences,
+            .expiration_seconds = req->expiration_seconds,
+        };
+        long left = vk_scall_deadline_left_ms(call);
+        long wait = left >= 0 && left < TOKEN_WAIT_MS ? left : TOKEN_WAIT_MS;
+        code = tokens_get(t, &tr, wait, &token, &resp.expiration_timestamp, &msg);
+        resp.token = token;
     }
-    answer(cs, call, method, code, msg.data, NULL);
+    answer(cs, call, method, code, msg.data, &resp.base);
+    if (vk_log_enabled(VK_LOG_DEBUG)) {
+        char ns_v[LOGVAL_MAX], pod_v[LOGVAL_MAX], sa_v[LOGVAL_MAX];
+        vk_debug("callback", "method=%s namespace=%s pod=%s serviceaccount=%s code=%s", method,
+                 logval(ns_v, sizeof ns_v, pod ? pod->namespace_ : ""),
+                 logval(pod_v, sizeof pod_v, pod ? pod->name : ""),
+                 logval(sa_v, sizeof sa_v, req->service_account_name),
+                 vk_status_code_name(code));
+    }
+    tokens_wipe(token);
     vk_buf_free(&msg);
     protobuf_c_message_free_unpacked(m, NULL);
 }
@@ -233,11 +265,26 @@ void callback_server_serve_objects(callback_server *cs, objcache *oc, events *ev
     atomic_store(&cs->events, ev);
 }
 
+int callback_server_serve_tokens(callback_server *cs, struct kube_client *kube)
+{
+    tokens *t = tokens_new(kube_client_loop(kube), kube, cs->refs);
+    if (!t)
+        return -1;
+    atomic_store(&cs->tokens, t);
+    return 0;
+}
+
 void callback_server_stop(callback_server *cs)
 {
     if (!cs)
         return;
+    tokens *t = atomic_load(&cs->tokens);
+    /* A handler waiting for a token would hold the stop up until its
+     * deadline: the loop that answers it may be gone already. */
+    if (t)
+        tokens_close(t);
     vk_server_stop(cs->server, STOP_GRACE_MS);
+    tokens_free(t);
     if (cs->path)
         unlink(cs->path);
     free_server(cs);

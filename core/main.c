@@ -377,8 +377,14 @@ static int run(core *c, const flags *f)
         c->exit_code = 1;
         goto out;
     }
-    if (kubernetes)
+    if (kubernetes) {
         callback_server_serve_objects(c->callbacks, c->objcache, c->events);
+        if (callback_server_serve_tokens(c->callbacks, c->kube) < 0) {
+            vk_error("out of memory", "step=%s", "tokens");
+            c->exit_code = 1;
+            goto out;
+        }
+    }
 
     ev_signal_init(&c->sigterm, on_signal, SIGTERM);
     ev_signal_init(&c->sigint, on_signal, SIGINT);

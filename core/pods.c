@@ -308,6 +308,25 @@ static bool refs_equal(const ref *list, size_t n, const held *h, size_t nh)
     return true;
 }
 
+/* A pod may ask for its own service account's token whatever its volumes
+ * say, as the Node authorizer lets a kubelet: list the account with the
+ * references. */
+static int add_service_account(yajl_val pod, ref **list, size_t *n)
+{
+    const char *sa = str_at(pod, "spec", "serviceAccountName");
+    if (!sa || !*sa)
+        sa = "default";
+    for (size_t i = 0; i < *n; i++)
+        if ((*list)[i].kind == REF_SERVICE_ACCOUNT && strcmp((*list)[i].name, sa) == 0)
+            return 0;
+    ref *grown = realloc(*list, (*n + 1) * sizeof *grown);
+    if (!grown)
+        return -1;
+    grown[(*n)++] = (ref){REF_SERVICE_ACCOUNT, sa};
+    *list = grown;
+    return 0;
+}
+
 /* Record what the pod references, for the Core service and the cache. The
  * new objects are held before the old are released, so that an object
  * both reference keeps its watch. */
@@ -318,6 +337,11 @@ static void update_refs(pods *p, entry *e)
     const char *uid = uid_of(e->api);
     if (env_pod_refs(e->api, &list, &n) < 0)
         return;
+    if (add_service_account(e->api, &list, &n) < 0) {
+        vk_warn("out of memory recording pod references", "pod=%s", e->key);
+        free(list);
+        return;
+    }
     if (same_str(e->refs_uid, uid) && refs_equal(list, n, e->refs, e->n_refs)) {
         free(list);
         return;

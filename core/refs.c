@@ -32,6 +32,8 @@ struct refs {
     pthread_mutex_t lock;
     object *buckets[BUCKETS];
     pod *pods;
+    void (*on_drop)(void *ud, const char *uid);
+    void *on_drop_ud;
 };
 
 static const char *const kind_names[] = {"secret", "configmap", "serviceaccount"};
@@ -206,6 +208,18 @@ void refs_drop_pod(refs *r, const char *uid)
         *at = p->next;
         free_pod(r, p);
     }
+    void (*fn)(void *, const char *) = p ? r->on_drop : NULL;
+    void *ud = r->on_drop_ud;
+    pthread_mutex_unlock(&r->lock);
+    if (fn)
+        fn(ud, uid);
+}
+
+void refs_on_drop(refs *r, void (*fn)(void *ud, const char *uid), void *ud)
+{
+    pthread_mutex_lock(&r->lock);
+    r->on_drop = fn;
+    r->on_drop_ud = ud;
     pthread_mutex_unlock(&r->lock);
 }
 

@@ -36,6 +36,11 @@ int refs_set_pod(refs *r, const char *uid, const char *ns, const char *pod,
                  const ref *list, size_t n);
 /* The pod left the node. */
 void refs_drop_pod(refs *r, const char *uid);
+/* Have fn(ud, uid) run each time refs_drop_pod forgets a pod, on the thread
+ * that called it and outside the lock, so that what is kept per pod
+ * elsewhere (service-account tokens) goes with the pod. One listener; fn
+ * NULL removes it. */
+void refs_on_drop(refs *r, void (*fn)(void *ud, const char *uid), void *ud);
 
 /* True when some pod of the node references kind ns/name. */
 bool refs_allowed(refs *r, enum ref_kind kind, const char *ns, const char *name);
