@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "json.h"
 #include "log.h"
 
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "the signal handler needs a lock-free int");
@@ -300,6 +301,39 @@ static void serve_delete_pod(vk_ctx *ctx)
     protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
+/* The pod the provider runs under that name belongs to the incarnation
+ * the request names: a provider keeps pods by namespace/name, so without
+ * this check it would answer for a pod that was deleted and created again
+ * under the same name. VK_OK when the request names no uid. pod_json, when
+ * not NULL, is the provider's GetPod answer; otherwise GetPod is asked. */
+static int same_incarnation(vk_ctx *ctx, const Vkc__Provider__V1__PodRef *ref,
+                            const vk_buf *pod_json)
+{
+    if (ref->uid == NULL || ref->uid[0] == '\0')
+        return VK_OK;
+    vk_buf fetched = VK_BUF_INIT;
+    if (pod_json == NULL) {
+        if (ctx->p->ops->get_pod == NULL)
+            return VK_OK; /* nothing to compare with */
+        int code = ctx->p->ops->get_pod(ctx, ref->namespace_, ref->name, &fetched);
+        if (code != VK_OK) {
+            vk_buf_free(&fetched);
+            return code;
+        }
+        pod_json = &fetched;
+    }
+    yajl_val pod = pod_json->data ? vk_json_parse(pod_json->data, pod_json->len, NULL, 0) : NULL;
+    const char *uid = vk_json_str(vk_json_get(pod, "metadata", "uid", NULL), NULL);
+    int code = uid == NULL || strcmp(uid, ref->uid) == 0
+                   ? VK_OK
+                   : vk_ctx_error(ctx, VK_NOT_FOUND,
+                                  "pod %s/%s with uid %s not found (the provider runs uid %s)",
+                                  ref->namespace_, ref->name, ref->uid, uid);
+    yajl_tree_free(pod);
+    vk_buf_free(&fetched);
+    return code;
+}
+
 static void serve_get_pod(vk_ctx *ctx)
 {
     Vkc__Provider__V1__GetPodRequest *req =
@@ -309,6 +343,8 @@ static void serve_get_pod(vk_ctx *ctx)
     if (provider_check_ref(ctx, req->pod) == 0) {
         vk_buf out = VK_BUF_INIT;
         int code = ctx->p->ops->get_pod(ctx, req->pod->namespace_, req->pod->name, &out);
+        if (code == VK_OK)
+            code = same_incarnation(ctx, req->pod, &out);
         if (code == VK_OK) {
             Vkc__Provider__V1__GetPodResponse resp = VKC__PROVIDER__V1__GET_POD_RESPONSE__INIT;
             resp.pod_json.data = (uint8_t *)out.data;
@@ -330,7 +366,9 @@ static void serve_get_pod_status(vk_ctx *ctx)
         return;
     if (provider_check_ref(ctx, req->pod) == 0) {
         vk_buf out = VK_BUF_INIT;
-        int code = ctx->p->ops->get_pod_status(ctx, req->pod->namespace_, req->pod->name, &out);
+        int code = same_incarnation(ctx, req->pod, NULL);
+        if (code == VK_OK)
+            code = ctx->p->ops->get_pod_status(ctx, req->pod->namespace_, req->pod->name, &out);
         if (code == VK_OK) {
             Vkc__Provider__V1__GetPodStatusResponse resp =
                 VKC__PROVIDER__V1__GET_POD_STATUS_RESPONSE__INIT;

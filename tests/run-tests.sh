@@ -86,9 +86,8 @@ if [ -z "$only" ] || [ "$only" = python ]; then
 fi
 
 if [ -z "$only" ] || [ "$only" = conformance ]; then
-    # pod/get-other-uid: the SDK ignores PodRef.uid in GetPod/GetPodStatus (reported).
     run "conformance/mock" 300 "$build/bin/vkc-conformance" \
-        --provider-cmd "$build/bin/vkc-provider-mock" --known-failure pod/get-other-uid \
+        --provider-cmd "$build/bin/vkc-provider-mock" \
         --junit "$build/test-logs/conformance/mock.xml"
     run "conformance/python" 300 env VKC_PYTHON_STUBS="$build/python" "$build/bin/vkc-conformance" \
         --provider-cmd "/usr/bin/python3 contrib/python-provider/provider.py" \
