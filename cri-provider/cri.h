@@ -1,10 +1,12 @@
 /* cri.h -- vkc-provider-cri: what its files share.
  *
  * Every pod has a worker thread (worker.c) that owns its lifecycle on the
- * runtime: sandbox, images, init containers, containers, restarts, and at
- * the end the teardown. One mutex (cri_lock) guards the pod table and what
- * the workers publish about their pods; nothing blocks on the runtime or on
- * a stream while holding it: readers copy what they need and unlock.
+ * runtime: sandbox, images, data volumes, init containers, containers,
+ * restarts, and at the end the teardown. One mutex (cri_lock) guards the
+ * pod table and what the workers publish about their pods; nothing blocks
+ * on the runtime, the core or a stream while holding it: readers copy what
+ * they need and unlock. The probe threads (probes.c) take it only to pick
+ * due probes and to record results.
  */
 #ifndef VKC_CRI_H
 #define VKC_CRI_H
@@ -12,6 +14,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <yajl/yajl_tree.h>
 
@@ -44,6 +47,7 @@ typedef struct cri_config {
     const char *node_ip;        /* NULL: the first non-loopback address */
     char instance[32];          /* "vkc-cri-" and a hash of root_dir */
     int64_t max_pods;
+    int64_t volume_sync_s;      /* data volumes are refreshed this often */
     int64_t started_ns;
 } cri_config;
 
@@ -79,7 +83,12 @@ int rt_call(const char *method, const ProtobufCMessage *req,
             void *resp, char *err, size_t errlen);
 /* StopContainer with a grace period, then nothing: 0 or -1. */
 int rt_stop_container(const char *id, int64_t grace_s);
+/* Stop n containers at once, each with the whole grace period, as the
+ * kubelet kills a pod's containers in parallel. */
+void rt_stop_containers(char (*ids)[80], size_t n, int64_t grace_s);
 int rt_remove_container(const char *id);
+/* Stop a sandbox and every container in it. */
+void rt_stop_sandbox(const char *id);
 /* Stop and remove a sandbox with everything in it. 0 or -1. */
 int rt_remove_sandbox(const char *id);
 /* Sandboxes of one pod uid (every one when uid is NULL) made by this
@@ -110,6 +119,34 @@ enum ctr_phase {
     CTR_EXITED,
 };
 
+/* ---- probes.c: liveness, readiness and startup probes -------------------- */
+
+enum probe_kind { PROBE_STARTUP, PROBE_LIVENESS, PROBE_READINESS, PROBE_KINDS };
+enum probe_result { PROBE_UNKNOWN, PROBE_SUCCESS, PROBE_FAILURE, PROBE_ERROR };
+
+/* One probe of one container, as the scheduler and the results see it
+ * (lock held). Results belong to the container ctr_id; a new container
+ * starts them over. */
+typedef struct probe_state {
+    char ctr_id[80];
+    enum probe_result result;   /* as reported, after the thresholds */
+    enum probe_result last;     /* of the last run */
+    int32_t run;                /* runs in a row with that result */
+    bool on_hold;               /* failed for good: until a new container */
+    bool busy;                  /* queued or running */
+    bool refused;               /* a probe this provider cannot run: told once */
+    int64_t next_ns;
+} probe_state;
+
+/* How a container ended: its lastState once it restarted. */
+typedef struct ctr_end {
+    char id[80];
+    int32_t exit_code;
+    int64_t started_ns, finished_ns;
+    char reason[48];
+    char message[4400];
+} ctr_end;
+
 typedef struct cri_ctr {
     const vk_container *spec;   /* into the owning pod's view */
     bool init;
@@ -122,14 +159,26 @@ typedef struct cri_ctr {
     int64_t started_ns, finished_ns;
     int32_t exit_code;
     char reason[48];            /* the runtime's, or ours while waiting */
-    char message[256];
+    /* The runtime's, and the termination message after an exit (up to
+     * 4 KiB, as the kubelet reads it). */
+    char message[4400];
     char image_ref[256];
     bool exit_seen;             /* the exit of id was acted upon */
     bool replace;               /* its image changed: start it anew */
+    bool has_last;
+    ctr_end last;               /* the previous container's end */
+    uint32_t failure;           /* hash of the last start failure, logged once */
     /* restart.c */
     int64_t backoff_s;          /* 0 no failure yet, -1 one, else the delay */
     int64_t retry_at_ns;        /* earliest next start, 0: now */
+    /* probes.c */
+    uint8_t probes;             /* 1 << kind for each probe the spec has */
+    probe_state probe[PROBE_KINDS];
+    int unhealthy;              /* 1 + the kind of a failed liveness or
+                                 * startup probe: the worker kills it */
 } cri_ctr;
+
+struct cri_volume;
 
 typedef struct cri_pod {
     struct cri_pod *next;
@@ -146,8 +195,12 @@ typedef struct cri_pod {
     int64_t sandbox_retry_ns;
     int64_t sandbox_backoff_s;
     const char *phase;          /* sticky once Succeeded or Failed */
+    const char *reason;         /* of a phase the pod was put in (deadline) */
+    const char *message;
     cri_ctr *ctrs;              /* init containers first */
     size_t n_ctrs;
+    struct cri_volume *vols;    /* volumes.c: the worker's alone */
+    size_t n_vols;
     /* status.c */
     char *status_json;          /* last reported, NUL-terminated */
     char *status_probe;         /* the same built with no times in it */
@@ -164,9 +217,14 @@ void cri_unlock(void);
 cri_pod *pods_find(const char *ns, const char *name);
 /* Iterate over live pods: p = pods_next(NULL); p; p = pods_next(p). */
 cri_pod *pods_next(cri_pod *p);
+/* With the lock held: the live pod of that serial, or NULL. */
+cri_pod *pods_by_serial(uint64_t serial);
 cri_ctr *pod_ctr(cri_pod *p, const char *name);
 /* The pod's directory for container logs: dir/<name>/<attempt>.log. */
 void pod_log_path(const cri_pod *p, const char *ctr, uint32_t attempt, char *buf, size_t n);
+/* Beside it, the host file behind the container's terminationMessagePath. */
+void pod_termination_path(const cri_pod *p, const char *ctr, uint32_t attempt, char *buf,
+                          size_t n);
 
 /* Adopt the pods this provider ran before a restart. */
 void pods_restore(void);
@@ -242,6 +300,9 @@ bool restart_wanted(const cri_pod *p, const cri_ctr *c);
 void restart_schedule(cri_ctr *c, int64_t now_ns);
 /* After a failed start (image, create): back off the same way. */
 void restart_failed_start(cri_ctr *c, int64_t now_ns);
+/* After a CreateContainerConfigError (a volume's object is missing): try
+ * again soon, whatever the back-off, as the kubelet's pod sync does. */
+void restart_config_retry(cri_ctr *c, int64_t now_ns);
 
 /* ---- status.c -------------------------------------------------------------- */
 
@@ -251,10 +312,154 @@ void status_update(cri_pod *p);
 /* The pod's phase as the kubelet computes it (lock held). */
 const char *status_phase(const cri_pod *p);
 
+/* ---- termination.c: how a container ended --------------------------------- */
+
+/* The container's termination message (the file behind
+ * terminationMessagePath, or with FallbackToLogsOnError the end of its log
+ * after a failure), at most 4 KiB, appended to msg as the kubelet does
+ * ("runtime message: file content"). Lock held: local files only. */
+void termination_message(const cri_pod *p, const char *ctr, uint32_t attempt,
+                         int32_t exit_code, const char *reason, char *msg, size_t n);
+/* true once the pod ran longer than its activeDeadlineSeconds. */
+bool termination_deadline_passed(const cri_pod *p, int64_t now_ns);
+
+/* ---- probes.c ---------------------------------------------------------------- */
+
+/* The scheduler and its runners; probes_stop is false when a runner stuck
+ * in a probe did not end in time (see pods_shutdown). */
+int probes_start(void);
+bool probes_stop(void);
+/* Which probes a container's spec has (1 << kind each). */
+uint8_t probes_defined(const cri_pod *p, const char *ctr);
+/* Lock held: what the probes say of a running container. */
+bool probes_started(const cri_ctr *c);
+bool probes_ready(const cri_ctr *c);
+/* The grace period of a kill for a failed probe of that kind. */
+int64_t probes_grace_seconds(const cri_pod *p, const cri_ctr *c, int kind);
+
+/* ---- probe_run.c: one probe run ------------------------------------------------- */
+
+typedef struct probe_spec {
+    enum { PROBE_EXEC, PROBE_HTTP, PROBE_TCP } how;
+    char **command;             /* exec */
+    size_t n_command;
+    char *host;                 /* http, tcp: "" the pod's IP */
+    int32_t port;
+    char *path;                 /* http */
+    vk_kv *headers;
+    size_t n_headers;
+    int64_t initial_delay_s, period_s, timeout_s;
+    int32_t success_threshold, failure_threshold;
+} probe_spec;
+
+/* Read a probe of a container's JSON. 0, or -1 with err for a probe this
+ * provider cannot run (gRPC, HTTPS, a port name the container lacks). */
+int probe_parse(yajl_val probe, const vk_container *c, probe_spec *out, char *err, size_t errlen);
+void probe_spec_free(probe_spec *s);
+/* Run it against container ctr_id of a pod at pod_ip; out gets what a
+ * failure says (the kubelet's wording). PROBE_SUCCESS, PROBE_FAILURE, or
+ * PROBE_ERROR when the probe could not run (its result is dropped). */
+enum probe_result probe_run(const probe_spec *s, const char *ctr_id, const char *pod_ip,
+                            char *out, size_t n);
+
+/* ---- base64.c, atomic_writer.c, payload.c: data volume content --------------- */
+
+/* Decode padded standard base64, appended to out. 0, or -1 (out as it was). */
+int cri_base64_decode(const char *in, size_t len, vk_buf *out);
+
+#define PAYLOAD_MAX_BYTES (16u << 20)   /* per volume */
+
+typedef struct vol_file {
+    char *path;                 /* relative, '/'-separated */
+    char *data;
+    size_t len;
+    mode_t mode;
+} vol_file;
+
+typedef struct vol_payload {
+    vol_file *files;
+    size_t n, cap;
+    size_t bytes;
+} vol_payload;
+
+/* A path a volume file may have: relative, no "." or ".." parts, not
+ * starting with ".." (the writer's own names). */
+bool payload_path_ok(const char *path);
+/* Add (or replace) a file; data is copied. 0, or -1 for a bad path, too
+ * much content or no memory. */
+int payload_add(vol_payload *pl, const char *path, const void *data, size_t len, mode_t mode);
+/* Free, wiping the content first. */
+void payload_free(vol_payload *pl);
+/* A file mode field (decimal in JSON, 0644 is 420), def when absent. */
+mode_t payload_mode(yajl_val v, mode_t def);
+/* The keys of a ConfigMap or Secret obj (NULL: absent and optional), all or
+ * as items select them, with mode unless an item says otherwise. 0, or -1
+ * with the kubelet's message in err. */
+int payload_keys(vol_payload *pl, yajl_val obj, bool secret, yajl_val items, mode_t mode,
+                 bool optional, char *err, size_t errlen);
+
+/* What limits a container that sets none gets: the node's. */
+typedef struct downward_node {
+    int64_t cpu_milli, memory_bytes, storage_bytes;
+} downward_node;
+
+/* Downward API items (fieldRef, resourceFieldRef) of Pod document pod. */
+int payload_downward(vol_payload *pl, yajl_val items, mode_t mode, yajl_val pod,
+                     const downward_node *node, char *err, size_t errlen);
+
+/* Make dir hold exactly the payload, switched atomically. 1 written, 0 it
+ * already did, -1 with err. */
+int aw_write(const char *dir, const vol_payload *pl, char *err, size_t errlen);
+/* true when aw_write wrote dir before. */
+bool aw_written(const char *dir);
+
+/* ---- volumes.c: the pod's data volumes, on the worker thread, unlocked ------- */
+
+/* configMap, secret, downwardAPI or projected. */
+bool volume_is_data(const char *type);
+/* Where a volume of the pod lives on the host. */
+void volume_dir(const cri_pod *p, const char *name, char *buf, size_t n);
+/* Write the data volumes c mounts that are not written yet. 0, or -1 with
+ * a message for CreateContainerConfigError. */
+int volumes_setup(cri_pod *p, const vk_container *c, char *err, size_t errlen);
+/* Refresh the written volumes whose time came. */
+void volumes_sync(cri_pod *p);
+void volumes_free(cri_pod *p);
+/* Unmount the tmpfs volumes of a pod directory before it is removed. */
+void volumes_unmount(const char *pod_dir);
+
+/* ---- pullcreds.c: imagePullSecrets -------------------------------------------- */
+
+typedef struct pull_cred {
+    char *key;                  /* registry[:port][/path], normalised */
+    char *username, *password, *auth, *identity_token, *registry_token;
+    size_t seq;                 /* order of addition */
+} pull_cred;
+
+typedef struct pull_keyring {
+    pull_cred *items;
+    size_t n, cap;
+} pull_keyring;
+
+/* The entries of a docker config: {"auths": {...}} (.dockerconfigjson), or
+ * the bare map when dockercfg (.dockercfg). 0, or -1 when malformed. */
+int keyring_add_config(pull_keyring *k, const char *json, size_t len, bool dockercfg);
+/* The same from a Secret of type kubernetes.io/dockerconfigjson or
+ * kubernetes.io/dockercfg. -1 for other types. */
+int keyring_add_secret(pull_keyring *k, const char *secret_json, size_t len);
+/* The credentials to try for image, most specific first, at most max. */
+size_t keyring_lookup(const pull_keyring *k, const char *image, const pull_cred **out,
+                      size_t max);
+/* Free, wiping the secrets. */
+void keyring_free(pull_keyring *k);
+
 /* ---- logs.c, exec.c, stats.c, node.c -------------------------------------- */
 
 int cri_container_logs(vk_ctx *ctx, const char *ns, const char *pod,
                        const char *container, const vk_log_options *opt, vk_stream *out);
+/* The content of the last lines of a CRI log file, at most max_lines lines
+ * and max_bytes bytes, into out. */
+void logs_tail(const char *path, size_t max_lines, size_t max_bytes, vk_buf *out);
 int cri_exec(vk_ctx *ctx, const vk_exec_request *req, vk_stream *io, int *exit_code);
 int cri_attach(vk_ctx *ctx, const vk_exec_request *req, vk_stream *io, int *exit_code);
 int cri_port_forward(vk_ctx *ctx, const char *ns, const char *pod, int32_t port,
@@ -265,6 +470,7 @@ int cri_metrics_resource(vk_ctx *ctx, vk_buf *out);
 void node_init(void);
 const char *node_ip(void);
 int64_t node_memory_bytes(void);
+int64_t node_cpus(void);
 int cri_get_node(vk_ctx *ctx, vk_node *node);
 /* Ask the runtime for its conditions; notify the core when they changed. */
 void node_check(void);

@@ -1,10 +1,18 @@
 /* images.c -- make a container's image present, as its imagePullPolicy
  * says: Never uses what is there, IfNotPresent pulls only what is missing,
- * Always pulls (so the tag is re-resolved) every time a container starts. */
+ * Always pulls (so the tag is re-resolved) every time a container starts.
+ *
+ * A pull uses the pod's imagePullSecrets as the kubelet does: the secrets
+ * are fetched through the core when a pull is needed, the credentials
+ * matching the image's registry (pullcreds.c) are tried in turn, most
+ * specific first, and an image no credential matches is pulled
+ * anonymously. A secret the core cannot give is warned about and skipped. */
 #include "cri.h"
 
 #include <stdio.h>
 #include <string.h>
+
+#define MAX_TRIES 8     /* credentials tried for one pull */
 
 /* The API server defaults the policy; a pod written without one gets the
  * kubelet's rule: Always for ":latest" or no tag, else IfNotPresent. */
@@ -36,18 +44,62 @@ static int image_present(const char *image, char *err, size_t errlen)
     return present;
 }
 
-static int pull(const char *image, char *err, size_t errlen)
+static char *or_empty(char *s)
+{
+    return s ? s : "";
+}
+
+static int pull(const char *image, const pull_cred *cred, char *err, size_t errlen)
 {
     Runtime__V1__PullImageRequest req = RUNTIME__V1__PULL_IMAGE_REQUEST__INIT;
     Runtime__V1__ImageSpec spec = RUNTIME__V1__IMAGE_SPEC__INIT;
+    Runtime__V1__AuthConfig auth = RUNTIME__V1__AUTH_CONFIG__INIT;
     Runtime__V1__PullImageResponse *resp = NULL;
     spec.image = (char *)image;
     req.image = &spec;
+    /* No server_address: containerd drops credentials whose address does
+     * not parse to the host it pulls from, and the kubelet sends none. */
+    if (cred) {
+        auth.username = or_empty(cred->username);
+        auth.password = or_empty(cred->password);
+        auth.auth = or_empty(cred->auth);
+        auth.identity_token = or_empty(cred->identity_token);
+        auth.registry_token = or_empty(cred->registry_token);
+        req.auth = &auth;
+    }
     if (rt_call(IMG("PullImage"), &req.base, &runtime__v1__pull_image_response__descriptor,
                 RT_PULL_MS, &resp, err, errlen) != VK_OK)
         return -1;
     protobuf_c_message_free_unpacked(&resp->base, NULL);
     return 0;
+}
+
+/* The credentials of the pod's imagePullSecrets. */
+static void keyring_from_pod(const cri_pod *p, pull_keyring *ring)
+{
+    vk_buf missing = VK_BUF_INIT;
+    size_t n = p->pod ? p->pod->n_image_pull_secrets : 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *name = p->pod->image_pull_secrets[i];
+        vk_buf b = VK_BUF_INIT;
+        int code = vk_core_get_secret(provider, p->ns, name, &b, NULL);
+        if (code != VK_OK)
+            vk_buf_printf(&missing, "%s%s", missing.len ? ", " : "", name);
+        else if (keyring_add_secret(ring, b.data ? b.data : "", b.len) < 0)
+            vk_debug("image pull secret holds no docker config", "pod=%s/%s secret=%s", p->ns,
+                     p->name, name);
+        if (b.data)
+            explicit_bzero(b.data, b.len);
+        vk_buf_free(&b);
+    }
+    if (missing.len) {
+        char msg[600];
+        snprintf(msg, sizeof msg, "Unable to retrieve some image pull secrets (%s); attempting "
+                 "to pull the image may not succeed.", missing.data);
+        vk_core_emit_event(provider, p->ns, p->name, p->uid, "Warning",
+                           "FailedToRetrieveImagePullSecret", msg);
+    }
+    vk_buf_free(&missing);
 }
 
 int images_ensure(const cri_pod *p, const vk_container *c, char *reason, size_t rlen,
@@ -73,7 +125,15 @@ int images_ensure(const cri_pod *p, const vk_container *c, char *reason, size_t 
         }
     }
     vk_info("pulling image", "pod=%s/%s image=%s", p->ns, p->name, image);
-    if (pull(image, err, sizeof err) < 0) {
+    pull_keyring ring = {0};
+    const pull_cred *creds[MAX_TRIES];
+    keyring_from_pod(p, &ring);
+    size_t n = keyring_lookup(&ring, image, creds, MAX_TRIES);
+    int rc = n ? -1 : pull(image, NULL, err, sizeof err);
+    for (size_t i = 0; i < n && rc < 0; i++)
+        rc = pull(image, creds[i], err, sizeof err);
+    keyring_free(&ring);
+    if (rc < 0) {
         snprintf(reason, rlen, "ErrImagePull");
         snprintf(msg, mlen, "failed to pull image \"%s\": %s", image, err);
         return -1;

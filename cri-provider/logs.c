@@ -30,6 +30,7 @@
 typedef struct reader {
     int fd;
     vk_stream *out;
+    vk_buf *sink;           /* instead of out: logs_tail */
     const vk_log_options *opt;
     int64_t since_ns;
     int64_t left;           /* bytes still allowed, -1 no limit */
@@ -70,7 +71,9 @@ static int64_t parse_time(const char *s, size_t len)
 
 static int flush(reader *r)
 {
-    if (r->pending.len && !r->gone && vk_stream_write(r->out, r->pending.data, r->pending.len) < 0)
+    if (r->pending.len && !r->gone &&
+        (r->sink ? vk_buf_append(r->sink, r->pending.data, r->pending.len)
+                 : vk_stream_write(r->out, r->pending.data, r->pending.len)) < 0)
         r->gone = true;
     vk_buf_reset(&r->pending);
     return r->gone ? -1 : 0;
@@ -270,4 +273,19 @@ int cri_container_logs(vk_ctx *ctx, const char *ns, const char *pod, const char 
     vk_buf_free(&r.line);
     vk_buf_free(&r.pending);
     return VK_OK;
+}
+
+void logs_tail(const char *path, size_t max_lines, size_t max_bytes, vk_buf *out)
+{
+    vk_log_options opt = {.tail_lines = (int64_t)max_lines, .limit_bytes = (int64_t)max_bytes};
+    reader r = {.sink = out, .opt = &opt, .left = opt.limit_bytes};
+    r.fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (r.fd < 0)
+        return;
+    lseek(r.fd, tail_offset(r.fd, opt.tail_lines), SEEK_SET);
+    drain(&r);
+    flush(&r);
+    close(r.fd);
+    vk_buf_free(&r.line);
+    vk_buf_free(&r.pending);
 }

@@ -3,7 +3,7 @@
  *
  * The SDK runs every callback on a thread of its own; each pod has a worker
  * thread (worker.c); one more thread watches the runtime's health for the
- * node conditions. The provider is driven with vk_provider_new/start/wait
+ * node conditions, and a few run the pods' probes (probes.c). The provider is driven with vk_provider_new/start/wait
  * rather than vk_provider_main because those threads notify the SDK: they
  * stop after the provider stops serving and before it is freed.
  */
@@ -25,6 +25,7 @@ cri_config config = {
     .cgroup_root = "/vkc",
     .cluster_domain = "cluster.local",
     .max_pods = 110,
+    .volume_sync_s = 60,
 };
 vk_provider *provider;
 
@@ -107,6 +108,8 @@ static void usage(FILE *f)
         "  --cluster-domain DOMAIN  (default: cluster.local)\n"
         "  --node-ip IP             the node's address (default: the first non-loopback)\n"
         "  --max-pods N             (default: 110)\n"
+        "  --volume-sync-period S   seconds between refreshes of configMap, secret and\n"
+        "                           projected volumes (default: 60, the kubelet's)\n"
         "  --log-level LEVEL        debug, info, warn or error (default: info)\n"
         "  --help                   this text\n");
 }
@@ -145,6 +148,7 @@ int main(int argc, char **argv)
         {"cluster-domain", required_argument, NULL, 'D'},
         {"node-ip", required_argument, NULL, 'i'},
         {"max-pods", required_argument, NULL, 'p'},
+        {"volume-sync-period", required_argument, NULL, 'y'},
         {"log-level", required_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -170,6 +174,12 @@ int main(int argc, char **argv)
             config.max_pods = strtoll(optarg, &end, 10);
             if (errno || *end || config.max_pods < 1 || config.max_pods > 100000)
                 return bad_flag("--max-pods", optarg);
+            break;
+        case 'y':
+            errno = 0;
+            config.volume_sync_s = strtoll(optarg, &end, 10);
+            if (errno || *end || config.volume_sync_s < 1 || config.volume_sync_s > 86400)
+                return bad_flag("--volume-sync-period", optarg);
             break;
         case 'v':
             if (vk_log_set_level_name(optarg) < 0)
@@ -214,12 +224,22 @@ int main(int argc, char **argv)
     prepare_sandbox_image();
     pods_restore();
     pthread_t node_thread;
+    bool probing = false;
     if (vk_provider_start(provider, listen) == 0) {
         int err = start_node_thread(&node_thread);
+        probing = !err && probes_start() == 0;
         if (err) {
             vk_error("cannot start the node thread", "error=\"%s\"", strerror(err));
             vk_provider_stop(provider);
             vk_provider_wait(provider);
+        } else if (!probing) {
+            vk_provider_stop(provider);
+            vk_provider_wait(provider);
+            pthread_mutex_lock(&stop_lock);
+            stop_requested = true;
+            pthread_cond_signal(&stop_cond);
+            pthread_mutex_unlock(&stop_lock);
+            pthread_join(node_thread, NULL);
         } else {
             vk_info("cri provider serving", "listen=%s runtime=%s root=%s", listen,
                     config.endpoint, config.root_dir);
@@ -232,7 +252,9 @@ int main(int argc, char **argv)
             rc = 0;
         }
     }
-    if (!pods_shutdown())
+    /* The probe runners use pods, the runtime and the provider: they stop
+     * first, and whatever is still busy keeps all of it until the exit. */
+    if ((probing && !probes_stop()) || !pods_shutdown())
         return rc;
     vk_provider_free(provider);
     provider = NULL;

@@ -46,6 +46,11 @@ int64_t node_memory_bytes(void)
     return memory_bytes;
 }
 
+int64_t node_cpus(void)
+{
+    return cpus;
+}
+
 static void find_ip(void)
 {
     struct ifaddrs *ifs, *i;

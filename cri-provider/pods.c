@@ -65,6 +65,14 @@ cri_pod *pods_next(cri_pod *p)
     return p;
 }
 
+cri_pod *pods_by_serial(uint64_t serial)
+{
+    for (cri_pod *p = pods; p; p = p->next)
+        if (p->serial == serial)
+            return p->deleting ? NULL : p;
+    return NULL;
+}
+
 cri_ctr *pod_ctr(cri_pod *p, const char *name)
 {
     for (size_t i = 0; i < p->n_ctrs; i++)
@@ -76,6 +84,12 @@ cri_ctr *pod_ctr(cri_pod *p, const char *name)
 void pod_log_path(const cri_pod *p, const char *ctr, uint32_t attempt, char *buf, size_t n)
 {
     snprintf(buf, n, "%s/%s/%u.log", p->dir, ctr, attempt);
+}
+
+void pod_termination_path(const cri_pod *p, const char *ctr, uint32_t attempt, char *buf,
+                          size_t n)
+{
+    snprintf(buf, n, "%s/%s/%u.termination-log", p->dir, ctr, attempt);
 }
 
 /* ---- the pod directory ------------------------------------------------------- */
@@ -136,6 +150,7 @@ static void pod_free(cri_pod *p)
     free(p->name);
     free(p->uid);
     free(p->ctrs);
+    volumes_free(p);
     free(p->status_json);
     free(p->status_probe);
     if (p->spec)
@@ -163,6 +178,8 @@ static int bind_containers(cri_pod *p)
         p->ctrs[i].init = init;
         p->ctrs[i].spec = init ? &p->pod->init_containers[i]
                                : &p->pod->containers[i - p->pod->n_init_containers];
+        /* Init containers run to completion: the kubelet probes them not. */
+        p->ctrs[i].probes = init ? 0 : probes_defined(p, p->ctrs[i].spec->name);
     }
     return 0;
 }

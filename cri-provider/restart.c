@@ -14,6 +14,9 @@
 #define BACKOFF_INITIAL_S 10
 #define BACKOFF_MAX_S 300
 #define BACKOFF_RESET_S (2 * BACKOFF_MAX_S)
+/* The kubelet re-syncs a pod that failed on its configuration every 10 s
+ * or so; half that brings a container up soon after its object appears. */
+#define CONFIG_RETRY_S 5
 
 bool restart_wanted(const cri_pod *p, const cri_ctr *c)
 {
@@ -53,4 +56,9 @@ void restart_failed_start(cri_ctr *c, int64_t now_ns)
 {
     next_delay(c, 0);
     c->retry_at_ns = c->backoff_s > 0 ? now_ns + c->backoff_s * NS_PER_S : 0;
+}
+
+void restart_config_retry(cri_ctr *c, int64_t now_ns)
+{
+    c->retry_at_ns = now_ns + CONFIG_RETRY_S * NS_PER_S;
 }

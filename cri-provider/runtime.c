@@ -114,6 +114,38 @@ int rt_stop_container(const char *id, int64_t grace_s)
     return -1;
 }
 
+typedef struct stop_arg {
+    const char *id;
+    int64_t grace_s;
+} stop_arg;
+
+static void *stop_main(void *arg)
+{
+    stop_arg *a = arg;
+    rt_stop_container(a->id, a->grace_s);
+    return NULL;
+}
+
+void rt_stop_containers(char (*ids)[80], size_t n, int64_t grace_s)
+{
+    pthread_t t[16];
+    stop_arg args[16];
+    bool started[16] = {false};
+    /* Batches bound the threads of a pod with very many containers. */
+    for (size_t base = 0; base < n; base += 16) {
+        size_t k = n - base < 16 ? n - base : 16;
+        for (size_t i = 0; i < k; i++) {
+            args[i] = (stop_arg){ids[base + i], grace_s};
+            started[i] = k > 1 && pthread_create(&t[i], NULL, stop_main, &args[i]) == 0;
+            if (!started[i])
+                stop_main(&args[i]);
+        }
+        for (size_t i = 0; i < k; i++)
+            if (started[i])
+                pthread_join(t[i], NULL);
+    }
+}
+
 int rt_remove_container(const char *id)
 {
     Runtime__V1__RemoveContainerRequest req = RUNTIME__V1__REMOVE_CONTAINER_REQUEST__INIT;
@@ -133,13 +165,12 @@ int rt_remove_container(const char *id)
     return -1;
 }
 
-int rt_remove_sandbox(const char *id)
+void rt_stop_sandbox(const char *id)
 {
     Runtime__V1__StopPodSandboxRequest stop = RUNTIME__V1__STOP_POD_SANDBOX_REQUEST__INIT;
-    Runtime__V1__RemovePodSandboxRequest rm = RUNTIME__V1__REMOVE_POD_SANDBOX_REQUEST__INIT;
     ProtobufCMessage *resp = NULL;
     char err[256];
-    stop.pod_sandbox_id = rm.pod_sandbox_id = (char *)id;
+    stop.pod_sandbox_id = (char *)id;
     int code = rt_call(RT("StopPodSandbox"), &stop.base,
                        &runtime__v1__stop_pod_sandbox_response__descriptor, RT_CREATE_MS,
                        &resp, err, sizeof err);
@@ -147,9 +178,18 @@ int rt_remove_sandbox(const char *id)
         protobuf_c_message_free_unpacked(resp, NULL);
     else if (code != VK_NOT_FOUND)
         vk_warn("cannot stop sandbox", "id=%.12s error=\"%s\"", id, err);
-    code = rt_call(RT("RemovePodSandbox"), &rm.base,
-                   &runtime__v1__remove_pod_sandbox_response__descriptor, RT_CREATE_MS,
-                   &resp, err, sizeof err);
+}
+
+int rt_remove_sandbox(const char *id)
+{
+    Runtime__V1__RemovePodSandboxRequest rm = RUNTIME__V1__REMOVE_POD_SANDBOX_REQUEST__INIT;
+    ProtobufCMessage *resp = NULL;
+    char err[256];
+    rm.pod_sandbox_id = (char *)id;
+    rt_stop_sandbox(id);
+    int code = rt_call(RT("RemovePodSandbox"), &rm.base,
+                       &runtime__v1__remove_pod_sandbox_response__descriptor, RT_CREATE_MS,
+                       &resp, err, sizeof err);
     if (code == VK_OK) {
         protobuf_c_message_free_unpacked(resp, NULL);
         return 0;

@@ -9,12 +9,14 @@
 #include "cri.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "json.h"
 
@@ -548,9 +550,9 @@ static int mkdir_p(const char *path, mode_t mode)
     return mkdir(buf, mode) < 0 && errno != EEXIST ? -1 : 0;
 }
 
-/* The host path behind one volume: emptyDir under the pod directory,
- * hostPath as given (created for the *OrCreate types). Volumes whose
- * content comes from the cluster are not materialised yet. */
+/* The host path behind one volume: emptyDir and the data volumes under
+ * the pod directory (volumes.c wrote the latter before this runs),
+ * hostPath as given (created for the *OrCreate types). */
 static char *volume_path(const cri_pod *p, const vk_volume *v, spec_arena *a, char *err,
                          size_t errlen)
 {
@@ -564,6 +566,11 @@ static char *volume_path(const cri_pod *p, const vk_volume *v, spec_arena *a, ch
             return NULL;
         }
         return path;
+    }
+    if (volume_is_data(v->type)) {
+        char dir[600];
+        volume_dir(p, v->name, dir, sizeof dir);
+        return arena_printf(a, "%s", dir);
     }
     if (strcmp(v->type, "hostPath") == 0 && v->source) {
         const char *type = vk_json_str(vk_json_get(volume_json(p, v->name), "hostPath", "type",
@@ -580,12 +587,45 @@ static char *volume_path(const cri_pod *p, const vk_volume *v, spec_arena *a, ch
     return NULL;
 }
 
-static int mounts(const cri_pod *p, const vk_container *c, spec_arena *a,
+/* The kubelet's file behind terminationMessagePath: created empty and
+ * writable by any user the container runs as, so that its process can
+ * leave a message there; read after the exit (termination.c). Added to
+ * cfg unless the path is empty. 0, or -1 with err. */
+static int termination_mount(const cri_pod *p, const cri_ctr *ctr, uint32_t attempt,
+                             spec_arena *a, Runtime__V1__ContainerConfig *cfg, char *err,
+                             size_t errlen)
+{
+    yajl_val cj = spec_container_json(p, ctr->spec->name);
+    const char *target = vk_json_str(vk_json_member(cj, "terminationMessagePath"),
+                                     "/dev/termination-log");
+    char path[600];
+    if (!target[0])
+        return 0;
+    Runtime__V1__Mount *m = arena_msg(a, &runtime__v1__mount__descriptor);
+    pod_termination_path(p, ctr->spec->name, attempt, path, sizeof path);
+    if (!m || !(m->host_path = arena_printf(a, "%s", path))) {
+        snprintf(err, errlen, "out of memory building the container config");
+        return -1;
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0666);
+    if (fd < 0 || fchmod(fd, 0666) < 0) {
+        snprintf(err, errlen, "cannot create the termination message file %s: %s", path,
+                 strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    close(fd);
+    m->container_path = (char *)target;
+    cfg->mounts[cfg->n_mounts++] = m;
+    return 0;
+}
+
+static int mounts(const cri_pod *p, const cri_ctr *ctr, uint32_t attempt, spec_arena *a,
                   Runtime__V1__ContainerConfig *cfg, char *err, size_t errlen)
 {
-    if (!c->n_mounts)
-        return 0;
-    cfg->mounts = arena_alloc(a, c->n_mounts * sizeof *cfg->mounts);
+    const vk_container *c = ctr->spec;
+    cfg->mounts = arena_alloc(a, (c->n_mounts + 1) * sizeof *cfg->mounts);
     if (!cfg->mounts)
         goto oom;
     for (size_t i = 0; i < c->n_mounts; i++) {
@@ -618,10 +658,12 @@ static int mounts(const cri_pod *p, const vk_container *c, spec_arena *a,
             goto oom;
         m->container_path = (char *)vm->mount_path;
         m->host_path = host;
-        m->readonly = vm->read_only;
+        /* Data volumes are read-only whatever the mount says, as in the
+         * kubelet: their content is the API's. */
+        m->readonly = vm->read_only || volume_is_data(v->type);
         cfg->mounts[cfg->n_mounts++] = m;
     }
-    return 0;
+    return termination_mount(p, ctr, attempt, a, cfg, err, errlen);
 oom:
     snprintf(err, errlen, "out of memory building the container config");
     return -1;
@@ -664,7 +706,7 @@ int spec_container(const cri_pod *p, const cri_ctr *ctr, uint32_t attempt,
             cfg->envs[cfg->n_envs++] = kv;
         }
     }
-    if (mounts(p, c, a, cfg, err, errlen) < 0)
+    if (mounts(p, ctr, attempt, a, cfg, err, errlen) < 0)
         return -1;
     if (pod_labels(p, a, &runtime__v1__container_config__labels_entry__descriptor, 1, &labels) < 0 ||
         map_put(&labels, LABEL_CONTAINER_NAME, c->name) < 0)

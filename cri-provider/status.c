@@ -77,6 +77,8 @@ static bool inits_done(const cri_pod *p)
 typedef struct ctr_text {
     char id[128];
     char message[320];
+    char last_id[128];
+    vk_terminated last;
 } ctr_text;
 
 static void container_status(const cri_pod *p, const cri_ctr *c, int64_t now_ns,
@@ -91,12 +93,25 @@ static void container_status(const cri_pod *p, const cri_ctr *c, int64_t now_ns,
         snprintf(t->id, sizeof t->id, "%s://%s", rt_name(), c->id);
         s->container_id = t->id;
     }
+    if (c->has_last) {
+        snprintf(t->last_id, sizeof t->last_id, "%s://%s", rt_name(), c->last.id);
+        t->last = (vk_terminated){
+            .exit_code = c->last.exit_code,
+            .reason = c->last.reason,
+            .message = c->last.message[0] ? c->last.message : NULL,
+            .started_at = c->last.started_ns / NS_PER_S,
+            .finished_at = c->last.finished_ns / NS_PER_S,
+            .container_id = t->last_id,
+        };
+        s->last_terminated = &t->last;
+    }
     s->state = VK_STATE_WAITING;
     switch (c->phase) {
     case CTR_RUNNING:
         s->state = VK_STATE_RUNNING;
         s->started_at = c->started_ns / NS_PER_S;
-        s->ready = s->started = true;
+        s->started = probes_started(c);
+        s->ready = probes_ready(c);
         return;
     case CTR_EXITED:
         if (restarting(p, c) && c->retry_at_ns > now_ns && !p->deleting) {
@@ -143,6 +158,8 @@ static int build(const cri_pod *p, const char *phase, int64_t now_s, vk_buf *out
         }
         vk_pod_status st = {
             .phase = phase,
+            .reason = p->reason,
+            .message = p->message,
             .pod_ip = p->pod_ip[0] ? p->pod_ip : NULL,
             .host_ip = node_ip(),
             .start_time = p->start_s,

@@ -162,7 +162,7 @@ static Runtime__V1__ListContainersResponse *list_containers(const char *sandbox_
 }
 
 /* Take the details of one container from the runtime (lock held). */
-static void inspect(cri_ctr *c)
+static void inspect(cri_pod *p, cri_ctr *c)
 {
     Runtime__V1__ContainerStatusRequest req = RUNTIME__V1__CONTAINER_STATUS_REQUEST__INIT;
     Runtime__V1__ContainerStatusResponse *resp = NULL;
@@ -183,6 +183,9 @@ static void inspect(cri_ctr *c)
         set_text(c->reason, sizeof c->reason, s->reason);
         set_text(c->message, sizeof c->message, s->message);
         set_text(c->image_ref, sizeof c->image_ref, s->image_ref);
+        if (c->phase == CTR_EXITED)
+            termination_message(p, c->spec->name, c->attempt, c->exit_code, c->reason,
+                                c->message, sizeof c->message);
         if (c->phase == CTR_EXITED && was != CTR_EXITED)
             c->exit_seen = false;
     }
@@ -220,34 +223,66 @@ static void refresh(cri_pod *p)
             continue;
         }
         if (phase_of(found->state) != c->phase || (c->phase != CTR_EXITED && !c->started_ns))
-            inspect(c);
+            inspect(p, c);
     }
     protobuf_c_message_free_unpacked(&list->base, NULL);
 }
 
+/* How the current container ended becomes its lastState (lock held). */
+static void remember_end(cri_ctr *c)
+{
+    if (!c->id[0] || c->phase != CTR_EXITED)
+        return;
+    ctr_end *e = &c->last;
+    set_text(e->id, sizeof e->id, c->id);
+    e->exit_code = c->exit_code;
+    e->started_ns = c->started_ns;
+    e->finished_ns = c->finished_ns;
+    set_text(e->reason, sizeof e->reason,
+             c->reason[0] ? c->reason : c->exit_code ? "Error" : "Completed");
+    set_text(e->message, sizeof e->message, c->message);
+    c->has_last = true;
+}
+
 /* The current container becomes the previous one; the one before that,
- * whose log nobody can ask for any more, is removed (lock held). */
-static void retire(cri_ctr *c)
+ * whose log nobody can ask for any more, is removed with its files (lock
+ * held). */
+static void retire(cri_pod *p, cri_ctr *c)
 {
     if (!c->id[0])
         return;
-    char old[sizeof c->prev_id];
+    char old[sizeof c->prev_id], log[600], term[600];
     set_text(old, sizeof old, c->prev_id);
+    if (old[0]) {
+        pod_log_path(p, c->spec->name, (uint32_t)c->prev_attempt, log, sizeof log);
+        pod_termination_path(p, c->spec->name, (uint32_t)c->prev_attempt, term, sizeof term);
+    }
+    remember_end(c);
     set_text(c->prev_id, sizeof c->prev_id, c->id);
     c->prev_attempt = c->attempt;
     c->id[0] = '\0';
     c->phase = CTR_NONE;
     if (old[0])
-        UNLOCKED(rt_remove_container(old));
+        UNLOCKED(rt_remove_container(old); unlink(log); unlink(term));
 }
 
 static void start_failed(cri_pod *p, cri_ctr *c, const char *reason, const char *msg)
 {
     set_text(c->reason, sizeof c->reason, reason);
     set_text(c->message, sizeof c->message, msg);
-    restart_failed_start(c, cri_now_ns());
-    vk_warn("cannot start container", "pod=%s/%s container=%s reason=%s error=\"%s\"", p->ns,
-            p->name, c->spec->name, reason, msg);
+    if (strcmp(reason, "CreateContainerConfigError") == 0)
+        restart_config_retry(c, cri_now_ns());
+    else
+        restart_failed_start(c, cri_now_ns());
+    /* A failure that repeats itself (an object still missing) is logged
+     * once; the event goes every time, and the core aggregates those. */
+    uint32_t hash = 2166136261u;    /* FNV-1a */
+    for (const char *s = msg; *s; s++)
+        hash = (hash ^ (unsigned char)*s) * 16777619u;
+    if (hash != c->failure)
+        vk_warn("cannot start container", "pod=%s/%s container=%s reason=%s error=\"%s\"",
+                p->ns, p->name, c->spec->name, reason, msg);
+    c->failure = hash;
     UNLOCKED(vk_core_emit_event(provider, p->ns, p->name, p->uid, "Warning", "Failed", msg));
 }
 
@@ -293,11 +328,16 @@ static void start_container(cri_pod *p, cri_ctr *c)
     uint32_t attempt = c->attempt + 1;
     int rc, code = VK_INTERNAL;
 
-    retire(c);
+    retire(p, c);
     c->reason[0] = c->message[0] = '\0';
     UNLOCKED(rc = images_ensure(p, c->spec, reason, sizeof reason, msg, sizeof msg));
     if (rc < 0) {
         start_failed(p, c, reason, msg);
+        return;
+    }
+    UNLOCKED(rc = volumes_setup(p, c->spec, msg, sizeof msg));
+    if (rc < 0) {
+        start_failed(p, c, "CreateContainerConfigError", msg);
         return;
     }
     if (!c->created) {
@@ -305,23 +345,25 @@ static void start_container(cri_pod *p, cri_ctr *c)
         set_text(uid, sizeof uid, p->uid);
         UNLOCKED(attempt = first_attempt(uid, c->spec->name));
     }
+    /* The container's directory holds its log and termination message. */
+    snprintf(dir, sizeof dir, "%s/%s", p->dir, c->spec->name);
+    if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+        snprintf(msg, sizeof msg, "cannot create %s: %s", dir, strerror(errno));
+        start_failed(p, c, "CreateContainerError", msg);
+        return;
+    }
     if (spec_sandbox(p, &sandbox, &a, msg, sizeof msg) < 0 ||
         spec_container(p, c, attempt, &cfg, &a, msg, sizeof msg) < 0) {
         spec_arena_free(&a);
         start_failed(p, c, "CreateContainerConfigError", msg);
         return;
     }
-    snprintf(dir, sizeof dir, "%s/%s", p->dir, c->spec->name);
     create.pod_sandbox_id = p->sandbox_id;
     create.config = &cfg;
     create.sandbox_config = &sandbox;
-    UNLOCKED(
-        if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-            snprintf(msg, sizeof msg, "cannot create %s: %s", dir, strerror(errno));
-        else
-            code = rt_call(RT("CreateContainer"), &create.base,
-                           &runtime__v1__create_container_response__descriptor, RT_CREATE_MS,
-                           &created, msg, sizeof msg));
+    UNLOCKED(code = rt_call(RT("CreateContainer"), &create.base,
+                            &runtime__v1__create_container_response__descriptor, RT_CREATE_MS,
+                            &created, msg, sizeof msg));
     spec_arena_free(&a);
     if (code != VK_OK) {
         start_failed(p, c, "CreateContainerError", msg);
@@ -350,9 +392,10 @@ static void start_container(cri_pod *p, cri_ctr *c)
         return;
     }
     protobuf_c_message_free_unpacked(&started->base, NULL);
+    c->failure = 0;
     snprintf(msg, sizeof msg, "Started container %s", c->spec->name);
     UNLOCKED(vk_core_emit_event(provider, p->ns, p->name, p->uid, "Normal", "Started", msg));
-    inspect(c);
+    inspect(p, c);
 }
 
 static bool due(const cri_ctr *c)
@@ -382,10 +425,33 @@ static void replace(cri_pod *p, cri_ctr *c)
         int64_t grace = spec_grace_seconds(p);
         set_text(id, sizeof id, c->id);
         UNLOCKED(rt_stop_container(id, grace));
+        inspect(p, c);
     }
     c->backoff_s = 0;
     c->retry_at_ns = 0;
     start_container(p, c);
+}
+
+/* A container whose liveness or startup probe failed is killed; its
+ * restart policy and back-off decide the rest, as for any exit (lock
+ * held). */
+static void kill_unhealthy(cri_pod *p, cri_ctr *c)
+{
+    int kind = c->unhealthy - 1;
+    c->unhealthy = 0;
+    if (c->phase != CTR_RUNNING || !c->id[0])
+        return;
+    char id[sizeof c->id], msg[200];
+    bool again = strcmp(p->pod->restart_policy ? p->pod->restart_policy : "Always", "Never") != 0;
+    int64_t grace = probes_grace_seconds(p, c, kind);
+    snprintf(msg, sizeof msg, "Container %s failed %s probe%s", c->spec->name,
+             kind == PROBE_STARTUP ? "startup" : "liveness", again ? ", will be restarted" : "");
+    set_text(id, sizeof id, c->id);
+    vk_info("killing an unhealthy container", "pod=%s/%s container=%s probe=%s", p->ns, p->name,
+            c->spec->name, kind == PROBE_STARTUP ? "startup" : "liveness");
+    UNLOCKED(vk_core_emit_event(provider, p->ns, p->name, p->uid, "Normal", "Killing", msg);
+             rt_stop_container(id, grace));
+    inspect(p, c);
 }
 
 /* Act on the state (lock held). */
@@ -410,6 +476,8 @@ static void advance(cri_pod *p)
     }
     for (; i < p->n_ctrs && !p->deleting; i++) {
         cri_ctr *c = &p->ctrs[i];
+        if (c->unhealthy)
+            kill_unhealthy(p, c);
         if (c->replace)
             replace(p, c);
         else if (c->phase == CTR_EXITED ? restart_due(p, c) : c->phase == CTR_NONE && due(c))
@@ -494,6 +562,14 @@ static bool sandbox_alive(cri_pod *p)
             p->ns, p->name, id);
     UNLOCKED(vk_core_emit_event(provider, p->ns, p->name, p->uid, "Normal", "SandboxChanged",
                                 "Pod sandbox changed, it will be killed and re-created."));
+    /* Its containers go with it; how they ended becomes their lastState. */
+    UNLOCKED(rt_stop_sandbox(id));
+    for (size_t i = 0; i < p->n_ctrs; i++) {
+        if (p->ctrs[i].id[0]) {
+            inspect(p, &p->ctrs[i]);
+            remember_end(&p->ctrs[i]);
+        }
+    }
     UNLOCKED(rt_remove_sandbox(id));
     p->sandbox_id[0] = '\0';
     for (size_t i = 0; i < p->n_ctrs; i++) {
@@ -509,12 +585,56 @@ static bool sandbox_alive(cri_pod *p)
     return false;
 }
 
+/* The running containers of a pod, stopped together (lock held). */
+static void stop_all(cri_pod *p, int64_t grace_s)
+{
+    char (*ids)[80] = calloc(p->n_ctrs ? p->n_ctrs : 1, sizeof *ids);
+    size_t n = 0;
+    if (!ids)
+        return;
+    for (size_t i = 0; i < p->n_ctrs; i++) {
+        cri_ctr *c = &p->ctrs[i];
+        if (c->id[0] && c->phase != CTR_EXITED)
+            set_text(ids[n++], sizeof ids[0], c->id);
+    }
+    if (n)
+        UNLOCKED(rt_stop_containers(ids, n, grace_s));
+    free(ids);
+}
+
+/* activeDeadlineSeconds passed: the pod fails and its containers are
+ * stopped, as the kubelet does (lock held). */
+static void deadline_exceeded(cri_pod *p)
+{
+    p->phase = "Failed";
+    p->reason = "DeadlineExceeded";
+    p->message = "Pod was active on the node longer than the specified deadline";
+    vk_info("pod deadline exceeded", "pod=%s/%s", p->ns, p->name);
+    UNLOCKED(vk_core_emit_event(provider, p->ns, p->name, p->uid, "Normal", "DeadlineExceeded",
+                                "Pod was active on the node longer than the specified deadline"));
+    stop_all(p, spec_grace_seconds(p));
+    for (size_t i = 0; i < p->n_ctrs; i++)
+        if (p->ctrs[i].id[0])
+            inspect(p, &p->ctrs[i]);
+}
+
+static bool finished(const cri_pod *p)
+{
+    const char *phase = status_phase(p);
+    return strcmp(phase, "Succeeded") == 0 || strcmp(phase, "Failed") == 0;
+}
+
 static void sync_pod(cri_pod *p)
 {
     apply_update(p);
-    if (ensure_sandbox(p) && sandbox_alive(p)) {
+    if (!finished(p) && termination_deadline_passed(p, cri_now_ns()))
+        deadline_exceeded(p);
+    /* A finished pod without a sandbox gets none. */
+    if ((p->sandbox_id[0] || !finished(p)) && ensure_sandbox(p) && sandbox_alive(p)) {
         refresh(p);
         advance(p);
+        if (!finished(p))
+            UNLOCKED(volumes_sync(p));
     }
     status_update(p);
 }
@@ -561,6 +681,7 @@ static void remove_cgroups(const char *uid)
     static const char *const controllers[] = {
         "blkio", "cpu", "cpuacct", "cpuset", "devices", "freezer", "hugetlb", "memory",
         "net_cls", "net_prio", "perf_event", "pids", "rdma", "systemd", "misc",
+        "unified",  /* the cgroup2 hierarchy of a hybrid set-up */
     };
     for (size_t i = 0; i < sizeof controllers / sizeof *controllers; i++) {
         snprintf(path, sizeof path, "/sys/fs/cgroup/%s%s/pod%s", controllers[i],
@@ -573,16 +694,7 @@ static void remove_cgroups(const char *uid)
  * pod and its directory. true when all is gone (lock held). */
 static bool teardown(cri_pod *p)
 {
-    int64_t deadline = cri_now_ns() + spec_grace_seconds(p) * NS_PER_S;
-    for (size_t i = 0; i < p->n_ctrs; i++) {
-        cri_ctr *c = &p->ctrs[i];
-        if (!c->id[0] || c->phase == CTR_EXITED)
-            continue;
-        char id[sizeof c->id];
-        int64_t left = (deadline - cri_now_ns()) / NS_PER_S;
-        set_text(id, sizeof id, c->id);
-        UNLOCKED(rt_stop_container(id, left > 0 ? left : 0));
-    }
+    stop_all(p, spec_grace_seconds(p));
     char uid[160], sandbox[sizeof p->sandbox_id], dir[sizeof p->dir];
     bool ok = true;
     set_text(uid, sizeof uid, p->uid);
@@ -599,6 +711,7 @@ static bool teardown(cri_pod *p)
             ok = rt_remove_sandbox(sandbox) == 0 && ok;
         if (ok) {
             remove_cgroups(uid);
+            volumes_unmount(dir);
             worker_remove_tree(dir);
         });
     return ok;
@@ -629,6 +742,35 @@ void *worker_main(void *arg)
 }
 
 /* ---- restart of the provider ---------------------------------------------------------- */
+
+/* The previous container's end, from the runtime, as its lastState. */
+static void adopt_last(cri_pod *p, cri_ctr *c)
+{
+    Runtime__V1__ContainerStatusRequest req = RUNTIME__V1__CONTAINER_STATUS_REQUEST__INIT;
+    Runtime__V1__ContainerStatusResponse *resp = NULL;
+    if (!c->prev_id[0] || c->prev_attempt < 0)
+        return;
+    req.container_id = c->prev_id;
+    if (rt_call(RT("ContainerStatus"), &req.base,
+                &runtime__v1__container_status_response__descriptor, RT_QUICK_MS, &resp, NULL,
+                0) != VK_OK)
+        return;
+    Runtime__V1__ContainerStatus *s = resp->status;
+    if (s && s->state == RUNTIME__V1__CONTAINER_STATE__CONTAINER_EXITED) {
+        ctr_end *e = &c->last;
+        set_text(e->id, sizeof e->id, c->prev_id);
+        e->exit_code = s->exit_code;
+        e->started_ns = s->started_at;
+        e->finished_ns = s->finished_at;
+        set_text(e->reason, sizeof e->reason,
+                 s->reason[0] ? s->reason : s->exit_code ? "Error" : "Completed");
+        set_text(e->message, sizeof e->message, s->message);
+        termination_message(p, c->spec->name, (uint32_t)c->prev_attempt, s->exit_code,
+                            e->reason, e->message, sizeof e->message);
+        c->has_last = true;
+    }
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+}
 
 void worker_adopt(cri_pod *p)
 {
@@ -670,6 +812,8 @@ void worker_adopt(cri_pod *p)
     }
     if (list)
         protobuf_c_message_free_unpacked(&list->base, NULL);
+    for (size_t i = 0; i < p->n_ctrs; i++)
+        adopt_last(p, &p->ctrs[i]);
     if (p->pod->host_network)
         set_text(p->pod_ip, sizeof p->pod_ip, node_ip());
 }

@@ -126,6 +126,16 @@ int vk_quantity_value(const char *q, int64_t *out);
 
 enum vk_container_state { VK_STATE_WAITING, VK_STATE_RUNNING, VK_STATE_TERMINATED };
 
+/* How a container ended: lastState.terminated of a restarted container. */
+typedef struct vk_terminated {
+    int32_t exit_code;
+    const char *reason;
+    const char *message;
+    int64_t started_at;          /* Unix seconds, 0 = absent */
+    int64_t finished_at;
+    const char *container_id;
+} vk_terminated;
+
 typedef struct vk_container_status {
     const char *name;
     const char *image;
@@ -140,6 +150,9 @@ typedef struct vk_container_status {
     int32_t restart_count;
     bool ready;
     bool started;
+    /* The previous instance's end, for a restarted container; NULL: none,
+     * and lastState is left out. */
+    const vk_terminated *last_terminated;
 } vk_container_status;
 
 typedef struct vk_pod_status {

@@ -118,6 +118,19 @@ static void conditions(vk_json_writer *w, const vk_pod_status *st, int64_t now)
 
 /* ---- container statuses ---------------------------------------------------- */
 
+static void terminated(vk_json_writer *w, const vk_terminated *t)
+{
+    vk_jw_str(w, "terminated");
+    vk_jw_map_open(w);
+    vk_jw_kv_int(w, "exitCode", t->exit_code);
+    vk_jw_kv_str(w, "reason", t->reason);
+    vk_jw_kv_str(w, "message", t->message);
+    kv_time(w, "startedAt", t->started_at);
+    kv_time(w, "finishedAt", t->finished_at);
+    vk_jw_kv_str(w, "containerID", t->container_id);
+    vk_jw_map_close(w);
+}
+
 static void container_state(vk_json_writer *w, const vk_container_status *c)
 {
     vk_jw_str(w, "state");
@@ -129,17 +142,15 @@ static void container_state(vk_json_writer *w, const vk_container_status *c)
         kv_time(w, "startedAt", c->started_at);
         vk_jw_map_close(w);
         break;
-    case VK_STATE_TERMINATED:
-        vk_jw_str(w, "terminated");
-        vk_jw_map_open(w);
-        vk_jw_kv_int(w, "exitCode", c->exit_code);
-        vk_jw_kv_str(w, "reason", c->reason);
-        vk_jw_kv_str(w, "message", c->message);
-        kv_time(w, "startedAt", c->started_at);
-        kv_time(w, "finishedAt", c->finished_at);
-        vk_jw_kv_str(w, "containerID", c->container_id);
-        vk_jw_map_close(w);
+    case VK_STATE_TERMINATED: {
+        vk_terminated t = {
+            .exit_code = c->exit_code, .reason = c->reason, .message = c->message,
+            .started_at = c->started_at, .finished_at = c->finished_at,
+            .container_id = c->container_id,
+        };
+        terminated(w, &t);
         break;
+    }
     case VK_STATE_WAITING:
     default:
         vk_jw_str(w, "waiting");
@@ -164,6 +175,12 @@ static void container_statuses(vk_json_writer *w, const char *key,
         vk_jw_map_open(w);
         vk_jw_kv_str(w, "name", c->name ? c->name : "");
         container_state(w, c);
+        if (c->last_terminated) {
+            vk_jw_str(w, "lastState");
+            vk_jw_map_open(w);
+            terminated(w, c->last_terminated);
+            vk_jw_map_close(w);
+        }
         vk_jw_kv_bool(w, "ready", c->ready);
         vk_jw_kv_int(w, "restartCount", c->restart_count);
         /* image and imageID are required strings in the API. */

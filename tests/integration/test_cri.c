@@ -4,11 +4,14 @@
  * containerd of its own and imports a busybox image) unless
  * VKC_CRI_ENDPOINT names a runtime already. Each case starts the provider
  * on a Unix socket with a root directory of its own, drives it over gRPC as
- * the core would, and checks the runtime's side through CRI itself.
+ * the core would, and checks the runtime's side through CRI itself. The
+ * test also plays the core's callback service (GetConfigMap, GetSecret,
+ * RequestServiceAccountToken, EmitEvent) from objects each case puts there.
  */
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -20,12 +23,14 @@
 #include <unistd.h>
 #include <yajl/yajl_tree.h>
 
+#include "buf.h"
 #include "cri.pb-c.h"
 #include "provider.pb-c.h"
 #include "rpc.h"
 
 #define P "/vkc.provider.v1.Provider/"
 #define T 10000 /* deadline of every unary call, ms */
+#define SYNC_PERIOD "2" /* --volume-sync-period of the provider, s */
 
 static char endpoint[256];
 
@@ -59,9 +64,175 @@ static long now_ms(void)
         ck_assert_msg(cond, "timed out waiting for " #cond);           \
     } while (0)
 
+/* ---- the core's callback service, as the test plays it --------------------------- */
+
+#define CORE "/vkc.provider.v1.Core/"
+#define MAX_OBJECTS 8
+
+typedef struct fake_object {
+    bool secret;
+    char name[64];
+    char *json;
+} fake_object;
+
+static struct {
+    vk_server *server;
+    pthread_mutex_t mu;     /* guards what follows */
+    fake_object objects[MAX_OBJECTS];
+    size_t n_objects;
+    int tokens;             /* tokens handed out */
+    long long token_seconds;
+    char token_sa[64], token_pod[64], token_audience[64];
+    vk_buf events;          /* "Type Reason: message" lines */
+} core;
+
+/* Add or replace an object (NULL json removes it). */
+static void core_put(bool secret, const char *name, const char *json)
+{
+    pthread_mutex_lock(&core.mu);
+    fake_object *o = NULL;
+    for (size_t i = 0; i < core.n_objects && !o; i++)
+        if (core.objects[i].secret == secret && strcmp(core.objects[i].name, name) == 0)
+            o = &core.objects[i];
+    if (!o && json) {
+        ck_assert_uint_lt(core.n_objects, MAX_OBJECTS);
+        o = &core.objects[core.n_objects++];
+        o->secret = secret;
+        snprintf(o->name, sizeof o->name, "%s", name);
+    }
+    if (o) {
+        free(o->json);
+        o->json = json ? strdup(json) : NULL;
+    }
+    pthread_mutex_unlock(&core.mu);
+}
+
+static bool core_saw_event(const char *text)
+{
+    pthread_mutex_lock(&core.mu);
+    bool seen = core.events.data && strstr(core.events.data, text);
+    pthread_mutex_unlock(&core.mu);
+    return seen;
+}
+
+static void core_get(vk_scall *call, bool secret)
+{
+    ProtobufCMessage *msg = NULL;
+    if (vk_scall_recv(call, &vkc__provider__v1__get_object_request__descriptor, &msg) != 1) {
+        vk_scall_finish(call, VK_INVALID_ARGUMENT, "malformed request");
+        return;
+    }
+    Vkc__Provider__V1__GetObjectRequest *req = (Vkc__Provider__V1__GetObjectRequest *)msg;
+    char *json = NULL;
+    pthread_mutex_lock(&core.mu);
+    for (size_t i = 0; i < core.n_objects && !json; i++)
+        if (core.objects[i].secret == secret && core.objects[i].json &&
+            strcmp(core.objects[i].name, req->name) == 0 && strcmp(req->namespace_, "default") == 0)
+            json = strdup(core.objects[i].json);
+    pthread_mutex_unlock(&core.mu);
+    if (json) {
+        Vkc__Provider__V1__GetObjectResponse resp = VKC__PROVIDER__V1__GET_OBJECT_RESPONSE__INIT;
+        resp.object_json.data = (uint8_t *)json;
+        resp.object_json.len = strlen(json);
+        vk_scall_reply(call, &resp.base);
+    } else {
+        vk_scall_finish(call, VK_NOT_FOUND, "not found");
+    }
+    free(json);
+    protobuf_c_message_free_unpacked(msg, NULL);
+}
+
+static void core_get_secret(vk_scall *call, void *ud)
+{
+    (void)ud;
+    core_get(call, true);
+}
+
+static void core_get_configmap(vk_scall *call, void *ud)
+{
+    (void)ud;
+    core_get(call, false);
+}
+
+static void core_token(vk_scall *call, void *ud)
+{
+    (void)ud;
+    ProtobufCMessage *msg = NULL;
+    if (vk_scall_recv(call, &vkc__provider__v1__service_account_token_request__descriptor,
+                      &msg) != 1) {
+        vk_scall_finish(call, VK_INVALID_ARGUMENT, "malformed request");
+        return;
+    }
+    Vkc__Provider__V1__ServiceAccountTokenRequest *req =
+        (Vkc__Provider__V1__ServiceAccountTokenRequest *)msg;
+    char token[64];
+    pthread_mutex_lock(&core.mu);
+    snprintf(token, sizeof token, "token-%d-for-%s", ++core.tokens, req->service_account_name);
+    core.token_seconds = req->expiration_seconds;
+    snprintf(core.token_sa, sizeof core.token_sa, "%s", req->service_account_name);
+    snprintf(core.token_pod, sizeof core.token_pod, "%s", req->pod ? req->pod->name : "");
+    snprintf(core.token_audience, sizeof core.token_audience, "%s",
+             req->n_audiences ? req->audiences[0] : "");
+    pthread_mutex_unlock(&core.mu);
+    Vkc__Provider__V1__ServiceAccountTokenResponse resp =
+        VKC__PROVIDER__V1__SERVICE_ACCOUNT_TOKEN_RESPONSE__INIT;
+    resp.token = token;
+    /* The API server may shorten a token's life; this one does for one
+     * service account, so that a renewal comes within a test. */
+    resp.expiration_timestamp = time(NULL) + (strcmp(req->service_account_name, "brief") == 0
+                                                  ? 5 : req->expiration_seconds);
+    vk_scall_reply(call, &resp.base);
+    protobuf_c_message_free_unpacked(msg, NULL);
+}
+
+static void core_event(vk_scall *call, void *ud)
+{
+    (void)ud;
+    ProtobufCMessage *msg = NULL;
+    if (vk_scall_recv(call, &vkc__provider__v1__emit_event_request__descriptor, &msg) != 1) {
+        vk_scall_finish(call, VK_INVALID_ARGUMENT, "malformed request");
+        return;
+    }
+    Vkc__Provider__V1__EmitEventRequest *req = (Vkc__Provider__V1__EmitEventRequest *)msg;
+    pthread_mutex_lock(&core.mu);
+    if (core.events.len < 65536)
+        vk_buf_printf(&core.events, "%s %s: %s\n", req->type, req->reason, req->message);
+    pthread_mutex_unlock(&core.mu);
+    Vkc__Provider__V1__EmitEventResponse resp = VKC__PROVIDER__V1__EMIT_EVENT_RESPONSE__INIT;
+    vk_scall_reply(call, &resp.base);
+    protobuf_c_message_free_unpacked(msg, NULL);
+}
+
+static void core_start(const char *dir)
+{
+    char addr[128];
+    snprintf(addr, sizeof addr, "unix:%s/core.sock", dir);
+    pthread_mutex_init(&core.mu, NULL);
+    core.server = vk_server_new(addr, 0, 16);
+    ck_assert_ptr_nonnull(core.server);
+    vk_server_handle(core.server, CORE "GetSecret", core_get_secret, NULL);
+    vk_server_handle(core.server, CORE "GetConfigMap", core_get_configmap, NULL);
+    vk_server_handle(core.server, CORE "RequestServiceAccountToken", core_token, NULL);
+    vk_server_handle(core.server, CORE "EmitEvent", core_event, NULL);
+    ck_assert_int_eq(vk_server_start(core.server), 0);
+}
+
+static void core_stop(void)
+{
+    if (!core.server)
+        return;
+    vk_server_stop(core.server, 0);
+    vk_server_free(core.server);
+    for (size_t i = 0; i < core.n_objects; i++)
+        free(core.objects[i].json);
+    vk_buf_free(&core.events);
+    pthread_mutex_destroy(&core.mu);
+    memset(&core, 0, sizeof core);
+}
+
 static void start(void)
 {
-    char bin[512], root[128], listen[128], sock[128];
+    char bin[512], root[128], listen[128], sock[128], core_target[128];
     const char *dir = getenv("VKC_BIN_DIR");
     snprintf(bin, sizeof bin, "%s/vkc-provider-cri", dir && dir[0] ? dir : "build/bin");
     /* A restart keeps the directory, and with it the pods. */
@@ -72,17 +243,19 @@ static void start(void)
     snprintf(root, sizeof root, "%s/root", m.dir);
     snprintf(listen, sizeof listen, "unix:%s/p.sock", m.dir);
     snprintf(sock, sizeof sock, "%s/p.sock", m.dir);
+    snprintf(core_target, sizeof core_target, "unix:%s/core.sock", m.dir);
 
     m.pid = fork();
     ck_assert_int_ge(m.pid, 0);
     if (m.pid == 0) {
         setenv("VKC_PROVIDER_LISTEN", listen, 1);
+        setenv("VKC_CORE_TARGET", core_target, 1);
         if (!getenv("VKC_TEST_VERBOSE")) {
             int null = open("/dev/null", O_WRONLY);
             dup2(null, 2);
         }
         execl(bin, bin, "--runtime-endpoint", endpoint, "--root-dir", root, "--cgroup-root",
-              "/vkc-test", (char *)NULL);
+              "/vkc-test", "--volume-sync-period", SYNC_PERIOD, (char *)NULL);
         _exit(127);
     }
     for (long end = now_ms() + 15000; access(sock, F_OK) != 0 && now_ms() < end; sleep_ms(20)) {
@@ -104,6 +277,9 @@ static void setup(void)
 {
     vk_rpc_init();
     memset(&m, 0, sizeof m);
+    snprintf(m.dir, sizeof m.dir, "/tmp/vkc-cri-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(m.dir));
+    core_start(m.dir);
     start();
     scrub();
 }
@@ -176,8 +352,11 @@ static void teardown(void)
 {
     scrub();
     stop();
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", m.dir);
+    core_stop();
+    /* A failed case may leave a pod's tmpfs volumes mounted. */
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "grep -o ' %s/[^ ]*' /proc/mounts | xargs -r -n1 umount -l; "
+             "rm -rf %s", m.dir, m.dir);
     ck_assert_int_eq(system(cmd), 0);
     vk_rpc_shutdown();
 }
@@ -210,21 +389,29 @@ static int pod_call(const char *method, const char *json)
     return unary(method, &req.base, d, NULL);
 }
 
-static char pod_buf[4096];
+static char pod_buf[8192];
 
-/* A hostNetwork pod: uid, restart policy, then the containers' JSON. */
-static const char *pod_doc(const char *name, const char *uid, const char *restart,
-                           const char *init, const char *containers)
+/* A hostNetwork pod: uid, restart policy, more spec members (each ending
+ * with a comma, volumes among them), then the containers' JSON. */
+static const char *pod_spec(const char *name, const char *uid, const char *restart,
+                            const char *spec, const char *init, const char *containers)
 {
-    snprintf(pod_buf, sizeof pod_buf,
+    int n = snprintf(pod_buf, sizeof pod_buf,
              "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"%s\","
              "\"namespace\":\"default\",\"uid\":\"%s\",\"labels\":{\"app\":\"%s\"}},"
              "\"spec\":{\"hostNetwork\":true,\"restartPolicy\":\"%s\","
-             "\"terminationGracePeriodSeconds\":1,"
-             "\"volumes\":[{\"name\":\"work\",\"emptyDir\":{}}],"
+             "\"terminationGracePeriodSeconds\":1,%s"
              "\"initContainers\":[%s],\"containers\":[%s]}}",
-             name, uid, name, restart, init ? init : "", containers);
+             name, uid, name, restart, spec, init ? init : "", containers);
+    ck_assert_int_lt(n, (int)sizeof pod_buf);
     return pod_buf;
+}
+
+static const char *pod_doc(const char *name, const char *uid, const char *restart,
+                           const char *init, const char *containers)
+{
+    return pod_spec(name, uid, restart, "\"volumes\":[{\"name\":\"work\",\"emptyDir\":{}}],",
+                    init, containers);
 }
 
 static Vkc__Provider__V1__PodRef ref_of(const char *name)
@@ -427,6 +614,104 @@ static int exec_in(const char *pod, const char *ctr, const char *const *cmd, siz
                    const char *input, char *out, size_t n, int *code)
 {
     return exec_run(pod, ctr, cmd, n_cmd, input, false, out, n, code);
+}
+
+/* sh -c script in a container: its exit code (-1 when the exec failed),
+ * stdout into out. */
+static int sh_in(const char *pod, const char *ctr, const char *script, char *out, size_t n)
+{
+    const char *cmd[] = {"sh", "-c", script};
+    char none[64];
+    int code;
+    int rc = out ? exec_in(pod, ctr, cmd, 3, NULL, out, n, &code)
+                 : exec_in(pod, ctr, cmd, 3, NULL, none, sizeof none, &code);
+    return code == VK_OK ? rc : -1;
+}
+
+static yajl_val ctr_named(yajl_val st, const char *name)
+{
+    static const char *const lists[] = {"containerStatuses", "initContainerStatuses"};
+    for (size_t l = 0; l < 2; l++)
+        for (size_t i = 0; ctr_status(st, lists[l], i); i++)
+            if (strcmp(jstr(ctr_status(st, lists[l], i), "name", NULL), name) == 0)
+                return ctr_status(st, lists[l], i);
+    return NULL;
+}
+
+static bool jbool(yajl_val v, const char *key)
+{
+    const char *path[] = {key, NULL};
+    yajl_val b = yajl_tree_get(v, path, yajl_t_any);
+    return b && YAJL_IS_TRUE(b);
+}
+
+static bool ctr_ready(const char *pod, const char *ctr)
+{
+    int code;
+    yajl_val st = status_of(pod, &code);
+    bool ready = st && jbool(ctr_named(st, ctr), "ready");
+    yajl_tree_free(st);
+    return ready;
+}
+
+static const char *condition(yajl_val st, const char *type)
+{
+    const char *path[] = {"conditions", NULL};
+    yajl_val a = yajl_tree_get(st, path, yajl_t_array);
+    for (size_t i = 0; a && i < a->u.array.len; i++)
+        if (strcmp(jstr(a->u.array.values[i], "type", NULL), type) == 0)
+            return jstr(a->u.array.values[i], "status", NULL);
+    return NULL;
+}
+
+static bool pod_ready(const char *pod)
+{
+    int code;
+    yajl_val st = status_of(pod, &code);
+    const char *c = st ? condition(st, "Ready") : NULL;
+    bool ready = c && strcmp(c, "True") == 0;
+    yajl_tree_free(st);
+    return ready;
+}
+
+/* The waiting reason of a container, copied into buf ("" when none). */
+static const char *waiting(const char *pod, const char *ctr, char *msg, size_t n)
+{
+    static char reason[64];
+    int code;
+    yajl_val st = status_of(pod, &code);
+    yajl_val c = st ? ctr_named(st, ctr) : NULL;
+    const char *r = c ? jstr(c, "state", "waiting", "reason", NULL) : NULL;
+    const char *text = c ? jstr(c, "state", "waiting", "message", NULL) : NULL;
+    snprintf(reason, sizeof reason, "%s", r ? r : "");
+    if (msg)
+        snprintf(msg, n, "%s", text ? text : "");
+    yajl_tree_free(st);
+    return reason;
+}
+
+static long long restarts_of(const char *pod, const char *ctr)
+{
+    int code;
+    yajl_val st = status_of(pod, &code);
+    long long n = st ? jint(ctr_named(st, ctr), "restartCount", NULL, NULL) : -1;
+    yajl_tree_free(st);
+    return n;
+}
+
+static bool terminated(const char *pod, const char *ctr)
+{
+    int code;
+    yajl_val st = status_of(pod, &code);
+    bool done = st && jint(ctr_named(st, ctr), "state", "terminated", "exitCode") >= 0;
+    yajl_tree_free(st);
+    return done;
+}
+
+static bool sh_says(const char *pod, const char *ctr, const char *script, const char *want)
+{
+    char out[1024];
+    return sh_in(pod, ctr, script, out, sizeof out) == 0 && strcmp(out, want) == 0;
 }
 
 /* ---- the runtime's side ---------------------------------------------------------- */
@@ -908,6 +1193,312 @@ START_TEST(test_unknown_pod)
 }
 END_TEST
 
+/* ---- data volumes, probes, termination ------------------------------------------------ */
+
+#define SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
+#define CA_PEM "-----BEGIN CERTIFICATE-----\nMIIBtest\n-----END CERTIFICATE-----\n"
+
+/* The volumes every pod from an API server has (kube-api-access-*), and
+ * the other data volumes, as the container sees them; a ConfigMap update
+ * reaches the running container. */
+START_TEST(test_api_volumes)
+{
+    const char *uid = test_uid(9);
+    core_put(false, "kube-root-ca.crt",
+             "{\"kind\":\"ConfigMap\",\"data\":{\"ca.crt\":\"" "-----BEGIN CERTIFICATE-----\\n"
+             "MIIBtest\\n-----END CERTIFICATE-----\\n" "\"}}");
+    core_put(false, "app-config", "{\"kind\":\"ConfigMap\",\"data\":{\"mode\":\"blue\","
+                                  "\"other\":\"x\"}}");
+    core_put(true, "app-secret", "{\"kind\":\"Secret\",\"type\":\"Opaque\","
+                                 "\"data\":{\"password\":\"aHVudGVyMg==\"}}");
+    const char *spec =
+        "\"serviceAccountName\":\"builder\",\"volumes\":["
+        "{\"name\":\"kube-api-access-x7k2p\",\"projected\":{\"defaultMode\":420,\"sources\":["
+        "{\"serviceAccountToken\":{\"expirationSeconds\":3607,\"path\":\"token\"}},"
+        "{\"configMap\":{\"name\":\"kube-root-ca.crt\",\"items\":[{\"key\":\"ca.crt\","
+        "\"path\":\"ca.crt\"}]}},"
+        "{\"downwardAPI\":{\"items\":[{\"path\":\"namespace\",\"fieldRef\":{\"apiVersion\":"
+        "\"v1\",\"fieldPath\":\"metadata.namespace\"}}]}}]}},"
+        "{\"name\":\"cfg\",\"configMap\":{\"name\":\"app-config\"}},"
+        "{\"name\":\"creds\",\"secret\":{\"secretName\":\"app-secret\",\"defaultMode\":256}},"
+        "{\"name\":\"info\",\"downwardAPI\":{\"items\":["
+        "{\"path\":\"labels\",\"fieldRef\":{\"fieldPath\":\"metadata.labels\"}},"
+        "{\"path\":\"mem\",\"resourceFieldRef\":{\"containerName\":\"app\","
+        "\"resource\":\"limits.memory\",\"divisor\":\"1Mi\"}}]}},"
+        "{\"name\":\"maybe\",\"secret\":{\"secretName\":\"absent\",\"optional\":true}}],";
+    const char *app =
+        "{\"name\":\"app\"," IMAGE ",\"command\":[\"sleep\",\"3600\"],"
+        "\"resources\":{\"limits\":{\"memory\":\"32Mi\"}},\"volumeMounts\":["
+        "{\"name\":\"kube-api-access-x7k2p\",\"mountPath\":\"" SA_DIR "\",\"readOnly\":true},"
+        "{\"name\":\"cfg\",\"mountPath\":\"/etc/cfg\"},"
+        "{\"name\":\"creds\",\"mountPath\":\"/etc/creds\"},"
+        "{\"name\":\"info\",\"mountPath\":\"/etc/info\"},"
+        "{\"name\":\"maybe\",\"mountPath\":\"/etc/maybe\"}]}";
+    ck_assert_int_eq(pod_call("CreatePod", pod_spec("api", uid, "Always", spec, NULL, app)),
+                     VK_OK);
+    EVENTUALLY(phase_is("api", "Running"), 30000);
+
+    ck_assert(sh_says("api", "app", "cat " SA_DIR "/token", "token-1-for-builder"));
+    ck_assert(sh_says("api", "app", "cat " SA_DIR "/ca.crt", CA_PEM));
+    ck_assert(sh_says("api", "app", "cat " SA_DIR "/namespace", "default"));
+    ck_assert(sh_says("api", "app", "stat -L -c %a " SA_DIR "/token " SA_DIR "/ca.crt",
+                      "644\n644\n"));
+    ck_assert(sh_says("api", "app", "ls " SA_DIR, "ca.crt\nnamespace\ntoken\n"));
+    ck_assert(sh_says("api", "app", "cat /etc/creds/password", "hunter2"));
+    ck_assert(sh_says("api", "app", "stat -L -c %a /etc/creds/password", "400\n"));
+    ck_assert(sh_says("api", "app", "cat /etc/cfg/mode", "blue"));
+    ck_assert(sh_says("api", "app", "cat /etc/info/labels", "app=\"api\""));
+    ck_assert(sh_says("api", "app", "cat /etc/info/mem", "32"));
+    ck_assert(sh_says("api", "app", "ls /etc/maybe | wc -l", "0\n"));
+    /* Secrets and tokens are on a tmpfs; data volumes are read-only. */
+    ck_assert(sh_says("api", "app",
+                      "awk '$2==\"" SA_DIR "\"||$2==\"/etc/creds\"{print $3}' /proc/mounts",
+                      "tmpfs\ntmpfs\n"));
+    ck_assert_int_ne(sh_in("api", "app", "touch /etc/cfg/new 2>/dev/null", NULL, 0), 0);
+    ck_assert_int_ne(sh_in("api", "app", "echo x > " SA_DIR "/token 2>/dev/null", NULL, 0), 0);
+
+    /* An update reaches the running container, switched as one. */
+    core_put(false, "app-config", "{\"kind\":\"ConfigMap\",\"data\":{\"mode\":\"green\"}}");
+    EVENTUALLY(sh_says("api", "app", "cat /etc/cfg/mode", "green"), 15000);
+    ck_assert_int_ne(sh_in("api", "app", "test -e /etc/cfg/other", NULL, 0), 0);
+    core_put(true, "app-secret", "{\"kind\":\"Secret\",\"data\":{\"password\":\"c2VjcmV0Mg==\"}}");
+    EVENTUALLY(sh_says("api", "app", "cat /etc/creds/password", "secret2"), 15000);
+
+    /* Refreshes did not ask for new tokens: one lasts 80 % of an hour. */
+    pthread_mutex_lock(&core.mu);
+    ck_assert_int_eq(core.tokens, 1);
+    ck_assert_int_eq(core.token_seconds, 3607);
+    ck_assert_str_eq(core.token_sa, "builder");
+    ck_assert_str_eq(core.token_pod, "api");
+    ck_assert_str_eq(core.token_audience, "");     /* the API server's own */
+    pthread_mutex_unlock(&core.mu);
+    ck_assert(sh_says("api", "app", "cat " SA_DIR "/token", "token-1-for-builder"));
+
+    /* The tmpfs volumes go with the pod. */
+    char mounts[256];
+    delete_pod("api", uid);
+    snprintf(mounts, sizeof mounts, "grep -q '%s' /proc/mounts", uid);
+    ck_assert_int_ne(system(mounts), 0);
+}
+END_TEST
+
+/* A token is renewed at 80 % of its life, the API server's idea of it. */
+START_TEST(test_token_refresh)
+{
+    const char *uid = test_uid(0);
+    const char *spec =
+        "\"serviceAccountName\":\"brief\",\"volumes\":[{\"name\":\"kube-api-access-q1\","
+        "\"projected\":{\"sources\":[{\"serviceAccountToken\":{\"path\":\"token\","
+        "\"audience\":\"vault\"}}]}}],";
+    const char *app = "{\"name\":\"app\"," IMAGE ",\"command\":[\"sleep\",\"3600\"],"
+                      "\"volumeMounts\":[{\"name\":\"kube-api-access-q1\",\"mountPath\":\""
+                      SA_DIR "\"}]}";
+    ck_assert_int_eq(pod_call("CreatePod", pod_spec("brief", uid, "Always", spec, NULL, app)),
+                     VK_OK);
+    EVENTUALLY(phase_is("brief", "Running"), 30000);
+    ck_assert(sh_says("brief", "app", "cat " SA_DIR "/token", "token-1-for-brief"));
+    EVENTUALLY(sh_says("brief", "app", "cat " SA_DIR "/token", "token-2-for-brief"), 15000);
+    pthread_mutex_lock(&core.mu);
+    ck_assert_int_eq(core.token_seconds, 3600);     /* the default asked for */
+    ck_assert_str_eq(core.token_audience, "vault");
+    pthread_mutex_unlock(&core.mu);
+    delete_pod("brief", uid);
+}
+END_TEST
+
+/* A volume whose object is missing keeps the container waiting in
+ * CreateContainerConfigError; it starts once the object appears. */
+START_TEST(test_missing_configmap)
+{
+    const char *uid = test_uid(10);
+    const char *spec = "\"volumes\":[{\"name\":\"late\",\"configMap\":{\"name\":\"late\"}}],";
+    const char *app = "{\"name\":\"app\"," IMAGE ",\"command\":[\"sleep\",\"3600\"],"
+                      "\"volumeMounts\":[{\"name\":\"late\",\"mountPath\":\"/etc/late\"}]}";
+    ck_assert_int_eq(pod_call("CreatePod", pod_spec("late", uid, "Always", spec, NULL, app)),
+                     VK_OK);
+    char msg[512];
+    EVENTUALLY(strcmp(waiting("late", "app", msg, sizeof msg), "CreateContainerConfigError") == 0,
+               15000);
+    ck_assert_msg(strstr(msg, "configmap \"late\" not found"), "message: %s", msg);
+    ck_assert(phase_is("late", "Pending"));
+    ck_assert(core_saw_event("configmap \"late\" not found"));
+
+    core_put(false, "late", "{\"kind\":\"ConfigMap\",\"data\":{\"k\":\"v\"}}");
+    EVENTUALLY(phase_is("late", "Running"), 20000);
+    ck_assert(sh_says("late", "app", "cat /etc/late/k", "v"));
+    delete_pod("late", uid);
+}
+END_TEST
+
+/* A liveness probe that starts failing gets the container killed and
+ * restarted; its end shows as lastState, also after a provider restart. */
+START_TEST(test_liveness)
+{
+    const char *uid = test_uid(11);
+    const char *app =
+        "{\"name\":\"app\"," IMAGE ",\"command\":[\"sh\",\"-c\","
+        "\"touch /tmp/healthy; exec sleep 3600\"],"
+        "\"startupProbe\":{\"exec\":{\"command\":[\"cat\",\"/tmp/healthy\"]},"
+        "\"periodSeconds\":1,\"failureThreshold\":30},"
+        "\"livenessProbe\":{\"exec\":{\"command\":[\"cat\",\"/tmp/healthy\"]},"
+        "\"periodSeconds\":1,\"timeoutSeconds\":2,\"failureThreshold\":2}},"
+        /* A probe command that outlives its timeout fails. */
+        "{\"name\":\"slow\"," IMAGE ",\"command\":[\"sleep\",\"3600\"],"
+        "\"livenessProbe\":{\"exec\":{\"command\":[\"sleep\",\"5\"]},"
+        "\"initialDelaySeconds\":2,\"periodSeconds\":1,\"timeoutSeconds\":1,"
+        "\"failureThreshold\":1}}";
+    ck_assert_int_eq(pod_call("CreatePod", pod_doc("alive", uid, "Always", NULL, app)), VK_OK);
+    EVENTUALLY(ctr_ready("alive", "app"), 30000);
+    int code;
+    yajl_val st = status_of("alive", &code);
+    char first[128];
+    snprintf(first, sizeof first, "%s", jstr(ctr_named(st, "app"), "containerID", NULL));
+    ck_assert(jbool(ctr_named(st, "app"), "started"));
+    ck_assert_ptr_null(jstr(ctr_named(st, "app"), "lastState", "terminated", "reason", NULL));
+    yajl_tree_free(st);
+    sleep_ms(3000);
+    ck_assert_int_eq(restart_count("alive"), 0);
+
+    ck_assert_int_eq(sh_in("alive", "app", "rm /tmp/healthy", NULL, 0), 0);
+    EVENTUALLY(restart_count("alive") >= 1, 20000);
+    EVENTUALLY(ctr_ready("alive", "app"), 20000);
+    ck_assert(core_saw_event("Warning Unhealthy: Liveness probe failed: cat: can't open "
+                             "'/tmp/healthy'"));
+    ck_assert(core_saw_event("Normal Killing: Container app failed liveness probe, will be "
+                             "restarted"));
+    EVENTUALLY(core_saw_event("Liveness probe failed: command timed out after 1s"), 10000);
+    EVENTUALLY(restarts_of("alive", "slow") >= 1, 15000);
+
+    for (int round = 0; round < 2; round++) {
+        st = status_of("alive", &code);
+        yajl_val c = ctr_named(st, "app");
+        ck_assert_str_ne(jstr(c, "containerID", NULL), first);
+        ck_assert_str_eq(jstr(c, "lastState", "terminated", "containerID", NULL), first);
+        ck_assert_int_eq(jint(c, "lastState", "terminated", "exitCode"), 137);
+        ck_assert_str_eq(jstr(c, "lastState", "terminated", "reason", NULL), "Error");
+        ck_assert_ptr_nonnull(jstr(c, "lastState", "terminated", "startedAt", NULL));
+        ck_assert_ptr_nonnull(jstr(c, "lastState", "terminated", "finishedAt", NULL));
+        ck_assert_ptr_nonnull(jstr(c, "state", "running", "startedAt", NULL));
+        yajl_tree_free(st);
+        if (round == 0) {
+            stop();
+            start();
+            EVENTUALLY(ctr_ready("alive", "app"), 10000);
+        }
+    }
+    ck_assert_int_eq(restart_count("alive"), 1);
+    delete_pod("alive", uid);
+}
+END_TEST
+
+/* Readiness follows an httpGet probe against busybox httpd and a
+ * tcpSocket probe; a passing tcpSocket liveness probe restarts nothing. */
+START_TEST(test_readiness)
+{
+    const char *uid = test_uid(12);
+    int port = 20000 + getpid() % 20000;
+    char pod[4096], web[1024], side[1024];
+    snprintf(web, sizeof web,
+             "{\"name\":\"web\"," IMAGE ",\"command\":[\"sh\",\"-c\","
+             "\"mkdir -p /www && echo ok > /www/index.html && exec httpd -f -p %d -h /www\"],"
+             "\"ports\":[{\"name\":\"http\",\"containerPort\":%d}],"
+             "\"readinessProbe\":{\"httpGet\":{\"path\":\"/index.html\",\"port\":\"http\","
+             "\"httpHeaders\":[{\"name\":\"X-Probe\",\"value\":\"yes\"}]},"
+             "\"periodSeconds\":1,\"failureThreshold\":1},"
+             "\"livenessProbe\":{\"tcpSocket\":{\"port\":\"http\"},\"periodSeconds\":1}}",
+             port, port);
+    snprintf(side, sizeof side,
+             "{\"name\":\"side\"," IMAGE ",\"command\":[\"sh\",\"-c\","
+             "\"while [ ! -f /tmp/go ]; do sleep 0.2; done; exec httpd -f -p %d -h /tmp\"],"
+             "\"readinessProbe\":{\"tcpSocket\":{\"port\":%d},\"periodSeconds\":1,"
+             "\"failureThreshold\":1}}",
+             port + 1, port + 1);
+    char both[2100];
+    snprintf(both, sizeof both, "%s,%s", web, side);
+    snprintf(pod, sizeof pod, "%s", pod_doc("ready", uid, "Always", NULL, both));
+    ck_assert_int_eq(pod_call("CreatePod", pod), VK_OK);
+
+    EVENTUALLY(ctr_ready("ready", "web") && phase_is("ready", "Running"), 30000);
+    ck_assert(!ctr_ready("ready", "side"));
+    ck_assert(!pod_ready("ready"));
+
+    ck_assert_int_eq(sh_in("ready", "side", "touch /tmp/go", NULL, 0), 0);
+    EVENTUALLY(pod_ready("ready"), 10000);
+
+    ck_assert_int_eq(sh_in("ready", "web", "rm /www/index.html", NULL, 0), 0);
+    EVENTUALLY(!ctr_ready("ready", "web") && !pod_ready("ready"), 10000);
+    ck_assert(core_saw_event("Readiness probe failed: HTTP probe failed with statuscode: 404"));
+    ck_assert(ctr_ready("ready", "side"));
+
+    ck_assert_int_eq(sh_in("ready", "web", "echo ok > /www/index.html", NULL, 0), 0);
+    EVENTUALLY(pod_ready("ready"), 10000);
+
+    int code;
+    yajl_val st = status_of("ready", &code);
+    ck_assert_int_eq(jint(ctr_named(st, "web"), "restartCount", NULL, NULL), 0);
+    ck_assert_int_eq(jint(ctr_named(st, "side"), "restartCount", NULL, NULL), 0);
+    yajl_tree_free(st);
+    delete_pod("ready", uid);
+}
+END_TEST
+
+/* Termination messages (file, custom path, fallback to the log), and a
+ * pod past its activeDeadlineSeconds, stopped with its grace period. */
+START_TEST(test_termination)
+{
+    const char *uid = test_uid(13);
+    const char *ctrs =
+        "{\"name\":\"note\"," IMAGE ",\"command\":[\"sh\",\"-c\","
+        "\"printf 'bye from app' > /dev/termination-log; exit 3\"]},"
+        "{\"name\":\"custom\"," IMAGE ",\"terminationMessagePath\":\"/tmp/custom-msg\","
+        "\"command\":[\"sh\",\"-c\",\"printf custom > /tmp/custom-msg\"]},"
+        "{\"name\":\"fallback\"," IMAGE ",\"terminationMessagePolicy\":\"FallbackToLogsOnError\","
+        "\"command\":[\"sh\",\"-c\",\"echo first words; echo last words; exit 4\"]}";
+    ck_assert_int_eq(pod_call("CreatePod", pod_doc("ends", uid, "Never", NULL, ctrs)), VK_OK);
+    EVENTUALLY(phase_is("ends", "Failed"), 30000);
+    int code;
+    yajl_val st = status_of("ends", &code);
+    yajl_val note = ctr_named(st, "note"), custom = ctr_named(st, "custom");
+    yajl_val fallback = ctr_named(st, "fallback");
+    ck_assert_int_eq(jint(note, "state", "terminated", "exitCode"), 3);
+    ck_assert_str_eq(jstr(note, "state", "terminated", "message", NULL), "bye from app");
+    ck_assert_int_eq(jint(custom, "state", "terminated", "exitCode"), 0);
+    ck_assert_str_eq(jstr(custom, "state", "terminated", "message", NULL), "custom");
+    ck_assert_int_eq(jint(fallback, "state", "terminated", "exitCode"), 4);
+    ck_assert_str_eq(jstr(fallback, "state", "terminated", "message", NULL),
+                     "first words\nlast words\n");
+    yajl_tree_free(st);
+    delete_pod("ends", uid);
+
+    const char *luid = test_uid(14);
+    const char *spec = "\"activeDeadlineSeconds\":3,";
+    const char *app = "{\"name\":\"app\"," IMAGE ",\"command\":[\"sh\",\"-c\","
+                      "\"trap 'printf graceful > /dev/termination-log; exit 0' TERM; "
+                      "while :; do sleep 0.2; done\"]}";
+    ck_assert_int_eq(pod_call("CreatePod", pod_spec("limited", luid, "Always", spec, NULL, app)),
+                     VK_OK);
+    EVENTUALLY(phase_is("limited", "Running"), 30000);
+    EVENTUALLY(phase_is("limited", "Failed"), 15000);
+    st = status_of("limited", &code);
+    ck_assert_str_eq(jstr(st, "reason", NULL), "DeadlineExceeded");
+    ck_assert_str_eq(jstr(st, "message", NULL),
+                     "Pod was active on the node longer than the specified deadline");
+    yajl_tree_free(st);
+    /* Stopped with SIGTERM first: the container's trap ran. */
+    EVENTUALLY(terminated("limited", "app"), 10000);
+    st = status_of("limited", &code);
+    yajl_val c = ctr_named(st, "app");
+    ck_assert_int_eq(jint(c, "state", "terminated", "exitCode"), 0);
+    ck_assert_str_eq(jstr(c, "state", "terminated", "message", NULL), "graceful");
+    yajl_tree_free(st);
+    ck_assert(core_saw_event("DeadlineExceeded"));
+    sleep_ms(2000);
+    ck_assert(phase_is("limited", "Failed"));
+    ck_assert_int_eq(restart_count("limited"), 0);
+    delete_pod("limited", luid);
+}
+END_TEST
+
 /* ---- main ------------------------------------------------------------------------------ */
 
 /* The runtime to test against: $VKC_CRI_ENDPOINT, or what setup.sh starts. */
@@ -950,6 +1541,12 @@ int main(void)
         {"sandbox_recreated", test_sandbox_recreated, 60},
         {"node", test_node, 30},
         {"unknown_pod", test_unknown_pod, 30},
+        {"api_volumes", test_api_volumes, 90},
+        {"missing_configmap", test_missing_configmap, 60},
+        {"token_refresh", test_token_refresh, 60},
+        {"liveness", test_liveness, 90},
+        {"readiness", test_readiness, 90},
+        {"termination", test_termination, 90},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         TCase *tc = tcase_create(cases[i].name);

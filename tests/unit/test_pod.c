@@ -877,6 +877,41 @@ START_TEST(status_partly_ready_succeeded_and_empty)
 }
 END_TEST
 
+/* A restarted container carries its previous end as lastState.terminated;
+ * one without a previous end has no lastState at all. */
+START_TEST(status_last_state)
+{
+    vk_terminated last = {
+        .exit_code = 137, .reason = "Error", .message = "killed\n",
+        .started_at = T0, .finished_at = T0 + 30, .container_id = "mock://app-0",
+    };
+    vk_container_status cs[] = {
+        {.name = "app", .container_id = "mock://app-1", .state = VK_STATE_RUNNING,
+         .started_at = T0 + 31, .restart_count = 1, .last_terminated = &last},
+        {.name = "fresh", .state = VK_STATE_RUNNING, .started_at = T0},
+    };
+    vk_pod_status st = {.phase = "Running", .containers = cs, .n_containers = 2};
+    yajl_val v = status_tree(&st, T0);
+    yajl_val css = vk_json_member(v, "containerStatuses");
+    yajl_val app = css->u.array.values[0];
+    yajl_val lt = vk_json_get(app, "lastState", "terminated", NULL);
+    ck_assert_ptr_nonnull(lt);
+    ck_assert_uint_eq(vk_json_member(app, "lastState")->u.object.len, 1);
+    ck_assert_int_eq(vk_json_int(vk_json_member(lt, "exitCode"), -1), 137);
+    ck_assert_str_eq(vk_json_str(vk_json_member(lt, "reason"), ""), "Error");
+    ck_assert_str_eq(vk_json_str(vk_json_member(lt, "message"), ""), "killed\n");
+    ck_assert_str_eq(vk_json_str(vk_json_member(lt, "startedAt"), ""), "2026-11-28T09:00:00Z");
+    ck_assert_str_eq(vk_json_str(vk_json_member(lt, "finishedAt"), ""), "2026-11-28T09:00:30Z");
+    ck_assert_str_eq(vk_json_str(vk_json_member(lt, "containerID"), ""), "mock://app-0");
+    /* The current state is untouched by the last one. */
+    ck_assert_str_eq(vk_json_str(vk_json_get(app, "state", "running", "startedAt", NULL), ""),
+                     "2026-11-28T09:00:31Z");
+    ck_assert_str_eq(vk_json_str(vk_json_member(app, "containerID"), ""), "mock://app-1");
+    ck_assert_ptr_null(vk_json_member(css->u.array.values[1], "lastState"));
+    yajl_tree_free(v);
+}
+END_TEST
+
 START_TEST(rfc3339)
 {
     char buf[32];
@@ -1134,6 +1169,7 @@ static Suite *pod_suite(void)
     tcase_add_test(tc, status_running);
     tcase_add_test(tc, status_failed_init_is_not_initialized);
     tcase_add_test(tc, status_partly_ready_succeeded_and_empty);
+    tcase_add_test(tc, status_last_state);
     tcase_add_test(tc, rfc3339);
     tcase_add_test(tc, with_status_keeps_unknown_fields);
     tcase_add_test(tc, with_status_adds_and_rejects);
