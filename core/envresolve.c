@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base64.h"
 #include "json.h"
 #include "log.h"
 #include "pod.h"
@@ -338,39 +339,11 @@ static int get_object(resolver *r, bool secret, const char *name, bool optional,
     return warn(r, kw->optional_missing, kw->kind, name, "%s \"%s\" not found", kw->lower, name);
 }
 
-/* Go's base64.StdEncoding, which decodes Kubernetes []byte fields: padding
- * required, CR and LF skipped. 0, -1 for malformed input, -2 when memory
- * ran out. */
+/* Replace out's contents with what in encodes (see base64.h). */
 static int base64_decode(const char *in, vk_buf *out)
 {
-    static const char alphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t n = 0, pad = 0;
-    unsigned acc = 0;
     vk_buf_reset(out);
-    if (vk_buf_puts(out, "") < 0)
-        return -2;
-    for (const char *p = in; *p; p++) {
-        const char *c = strchr(alphabet, *p);
-        if (*p == '\r' || *p == '\n')
-            continue;
-        if (*p == '=' && n % 4 >= 2 && pad < 2)
-            pad++;
-        else if (!c || pad)
-            return -1; /* not base64, or data after the padding */
-        acc = acc << 6 | (c ? (unsigned)(c - alphabet) : 0);
-        if (++n % 4 == 0) {
-            char three[3] = {(char)(acc >> 16 & 0xff), (char)(acc >> 8 & 0xff), (char)(acc & 0xff)};
-            if (vk_buf_append(out, three, 3) < 0)
-                return -2;
-            acc = 0;
-        }
-    }
-    if (n % 4)
-        return -1;
-    out->len -= pad;
-    out->data[out->len] = '\0';
-    return 0;
+    return vk_base64_decode(in, strlen(in), out);
 }
 
 /* v, a value of a ConfigMap's data, or of a Secret's decoded into

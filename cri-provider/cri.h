@@ -18,6 +18,7 @@
 
 #include <yajl/yajl_tree.h>
 
+#include "base64.h"
 #include "cri.pb-c.h"
 #include "log.h"
 #include "vkc-provider.h"
@@ -362,10 +363,8 @@ void probe_spec_free(probe_spec *s);
 enum probe_result probe_run(const probe_spec *s, const char *ctr_id, const char *pod_ip,
                             char *out, size_t n);
 
-/* ---- base64.c, atomic_writer.c, payload.c: data volume content --------------- */
+/* ---- atomic_writer.c, payload.c: data volume content --------------- */
 
-/* Decode padded standard base64, appended to out. 0, or -1 (out as it was). */
-int cri_base64_decode(const char *in, size_t len, vk_buf *out);
 
 #define PAYLOAD_MAX_BYTES (16u << 20)   /* per volume */
 

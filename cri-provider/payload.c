@@ -51,7 +51,7 @@ static int key_value(yajl_val obj, bool secret, const char *key, vk_buf *out)
         s = vk_json_str(vk_json_member(vk_json_member(obj, "binaryData"), key), NULL);
     if (!s)
         return 0;
-    return cri_base64_decode(s, strlen(s), out) < 0 ? -1 : 1;
+    return vk_base64_decode(s, strlen(s), out) < 0 ? -1 : 1;
 }
 
 static int add_key(vol_payload *pl, yajl_val obj, bool secret, const char *key, const char *path,

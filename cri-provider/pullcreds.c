@@ -101,7 +101,7 @@ static int add_entry(pull_keyring *k, const char *loc, yajl_val e)
     if (rc == 0 && auth && auth[0]) {
         vk_buf b = VK_BUF_INIT;
         char *colon = NULL;
-        if (cri_base64_decode(auth, strlen(auth), &b) == 0 && b.data)
+        if (vk_base64_decode(auth, strlen(auth), &b) == 0 && b.data)
             colon = strchr(b.data, ':');
         if (!colon) {
             rc = -1;
@@ -146,7 +146,7 @@ int keyring_add_secret(pull_keyring *k, const char *secret_json, size_t len)
                            NULL);
     vk_buf b = VK_BUF_INIT;
     int rc = -1;
-    if (data && cri_base64_decode(data, strlen(data), &b) == 0 && b.len)
+    if (data && vk_base64_decode(data, strlen(data), &b) == 0 && b.len)
         rc = keyring_add_config(k, b.data, b.len, cfg);
     if (b.data)
         explicit_bzero(b.data, b.len);

@@ -53,7 +53,7 @@ START_TEST(base64)
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         vk_buf b = VK_BUF_INIT;
         vk_buf_puts(&b, "x");
-        int rc = cri_base64_decode(cases[i].in, strlen(cases[i].in), &b);
+        int rc = vk_base64_decode(cases[i].in, strlen(cases[i].in), &b);
         ck_assert_msg(rc == cases[i].rc, "'%s': rc %d", cases[i].in, rc);
         if (rc == 0)
             ck_assert_str_eq(b.data + 1, cases[i].out);
