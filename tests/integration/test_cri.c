@@ -27,6 +27,7 @@
 #include "cri.pb-c.h"
 #include "provider.pb-c.h"
 #include "rpc.h"
+#include "harness.h"
 
 #define P "/vkc.provider.v1.Provider/"
 #define T 10000 /* deadline of every unary call, ms */
@@ -43,26 +44,7 @@ typedef struct provider {
 
 static provider m;
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-#define EVENTUALLY(cond, ms)                                            \
-    do {                                                                \
-        long end_ = now_ms() + (ms);                                    \
-        while (!(cond) && now_ms() < end_)                              \
-            sleep_ms(100);                                              \
-        ck_assert_msg(cond, "timed out waiting for " #cond);           \
-    } while (0)
+#define EVENTUALLY(cond, ms) HARNESS_EVENTUALLY(cond, ms, 100)
 
 /* ---- the core's callback service, as the test plays it --------------------------- */
 
@@ -233,37 +215,24 @@ static void core_stop(void)
 static void start(void)
 {
     char bin[512], root[128], listen[128], sock[128], core_target[128];
-    const char *dir = getenv("VKC_BIN_DIR");
-    snprintf(bin, sizeof bin, "%s/vkc-provider-cri", dir && dir[0] ? dir : "build/bin");
+    snprintf(bin, sizeof bin, "%s/vkc-provider-cri", harness_bin_dir());
     /* A restart keeps the directory, and with it the pods. */
-    if (!m.dir[0]) {
-        snprintf(m.dir, sizeof m.dir, "/tmp/vkc-cri-XXXXXX");
-        ck_assert_ptr_nonnull(mkdtemp(m.dir));
-    }
+    if (!m.dir[0])
+        ck_assert_ptr_nonnull(harness_make_tmpdir(m.dir, sizeof m.dir, "vkc-cri"));
     snprintf(root, sizeof root, "%s/root", m.dir);
     snprintf(listen, sizeof listen, "unix:%s/p.sock", m.dir);
     snprintf(sock, sizeof sock, "%s/p.sock", m.dir);
     snprintf(core_target, sizeof core_target, "unix:%s/core.sock", m.dir);
 
-    m.pid = fork();
-    ck_assert_int_ge(m.pid, 0);
-    if (m.pid == 0) {
-        setenv("VKC_PROVIDER_LISTEN", listen, 1);
-        setenv("VKC_CORE_TARGET", core_target, 1);
-        if (!getenv("VKC_TEST_VERBOSE")) {
-            int null = open("/dev/null", O_WRONLY);
-            dup2(null, 2);
-        }
-        execl(bin, bin, "--runtime-endpoint", endpoint, "--root-dir", root, "--cgroup-root",
-              "/vkc-test", "--volume-sync-period", SYNC_PERIOD, (char *)NULL);
-        _exit(127);
-    }
-    for (long end = now_ms() + 15000; access(sock, F_OK) != 0 && now_ms() < end; sleep_ms(20)) {
-        if (waitpid(m.pid, NULL, WNOHANG) == m.pid) {
-            m.pid = 0;
-            ck_abort_msg("provider exited at start (%s)", bin);
-        }
-    }
+    char listen_env[160], core_env[160];
+    snprintf(listen_env, sizeof listen_env, "VKC_PROVIDER_LISTEN=%s", listen);
+    snprintf(core_env, sizeof core_env, "VKC_CORE_TARGET=%s", core_target);
+    const char *vars[] = {listen_env, core_env, NULL};
+    const char *argv[] = {bin, "--runtime-endpoint", endpoint, "--root-dir", root, "--cgroup-root",
+                          "/vkc-test", "--volume-sync-period", SYNC_PERIOD, NULL};
+    m.pid = harness_provider_spawn(argv, vars, NULL);
+    ck_assert_msg(harness_wait_socket(&m.pid, sock, 15000, 20), "provider exited at start (%s)",
+                  bin);
     m.ch = vk_channel_open(listen, 0);
     m.rt = vk_channel_open(endpoint, 0);
     ck_assert_msg(vk_channel_wait_ready(m.ch, 10000), "provider did not come up");
@@ -277,8 +246,7 @@ static void setup(void)
 {
     vk_rpc_init();
     memset(&m, 0, sizeof m);
-    snprintf(m.dir, sizeof m.dir, "/tmp/vkc-cri-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(m.dir));
+    ck_assert_ptr_nonnull(harness_make_tmpdir(m.dir, sizeof m.dir, "vkc-cri"));
     core_start(m.dir);
     start();
     scrub();
@@ -292,21 +260,7 @@ static void stop(void)
     if (m.rt)
         vk_channel_close(m.rt);
     m.ch = m.rt = NULL;
-    if (m.pid > 0) {
-        int status = -1;
-        kill(m.pid, SIGTERM);
-        for (long end = now_ms() + 20000; now_ms() < end; sleep_ms(20))
-            if (waitpid(m.pid, &status, WNOHANG) == m.pid)
-                break;
-        if (status == -1) {
-            kill(m.pid, SIGKILL);
-            waitpid(m.pid, NULL, 0);
-        }
-        m.pid = 0;
-        ck_assert_msg(status != -1, "provider did not stop on SIGTERM");
-        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-                      "provider ended with status 0x%x on SIGTERM", status);
-    }
+    harness_assert_stops(&m.pid, 20000, 20, "provider");
 }
 
 /* Pod uids carry the test process's id, so that two runs sharing one
@@ -414,35 +368,17 @@ static const char *pod_doc(const char *name, const char *uid, const char *restar
                     init, containers);
 }
 
-static Vkc__Provider__V1__PodRef ref_of(const char *name)
-{
-    Vkc__Provider__V1__PodRef ref = VKC__PROVIDER__V1__POD_REF__INIT;
-    ref.namespace_ = "default";
-    ref.name = (char *)name;
-    return ref;
-}
-
-static yajl_val parse(const void *data, size_t len)
-{
-    char *copy = strndup(data, len);
-    char err[128];
-    yajl_val v = yajl_tree_parse(copy, err, sizeof err);
-    free(copy);
-    ck_assert_msg(v != NULL, "bad JSON: %s", err);
-    return v;
-}
-
 static yajl_val status_of(const char *name, int *code)
 {
     Vkc__Provider__V1__GetPodStatusRequest req = VKC__PROVIDER__V1__GET_POD_STATUS_REQUEST__INIT;
-    Vkc__Provider__V1__PodRef ref = ref_of(name);
+    Vkc__Provider__V1__PodRef ref = harness_pod_ref(name);
     Vkc__Provider__V1__GetPodStatusResponse *resp = NULL;
     req.pod = &ref;
     *code = unary("GetPodStatus", &req.base, &vkc__provider__v1__get_pod_status_response__descriptor,
                   &resp);
     if (*code != VK_OK)
         return NULL;
-    yajl_val v = parse(resp->status_json.data, resp->status_json.len);
+    yajl_val v = harness_json_parse(resp->status_json.data, resp->status_json.len);
     protobuf_c_message_free_unpacked(&resp->base, NULL);
     return v;
 }
@@ -506,7 +442,7 @@ static int logs(const char *pod, const char *ctr, log_opts o, char *out, size_t 
 {
     Vkc__Provider__V1__GetContainerLogsRequest req =
         VKC__PROVIDER__V1__GET_CONTAINER_LOGS_REQUEST__INIT;
-    Vkc__Provider__V1__PodRef ref = ref_of(pod);
+    Vkc__Provider__V1__PodRef ref = harness_pod_ref(pod);
     Vkc__Provider__V1__Int64Value tail = VKC__PROVIDER__V1__INT64_VALUE__INIT;
     Vkc__Provider__V1__Int64Value limit = VKC__PROVIDER__V1__INT64_VALUE__INIT;
     Vkc__Provider__V1__Int64Value since = VKC__PROVIDER__V1__INT64_VALUE__INIT;
@@ -559,7 +495,7 @@ static int exec_run(const char *pod, const char *ctr, const char *const *cmd, si
 {
     Vkc__Provider__V1__ExecInput in = VKC__PROVIDER__V1__EXEC_INPUT__INIT;
     Vkc__Provider__V1__ExecStart st = VKC__PROVIDER__V1__EXEC_START__INIT;
-    Vkc__Provider__V1__PodRef ref = ref_of(pod);
+    Vkc__Provider__V1__PodRef ref = harness_pod_ref(pod);
     st.pod = &ref;
     st.container = (char *)ctr;
     st.command = (char **)cmd;
@@ -872,7 +808,7 @@ START_TEST(test_pod_runs)
     ck_assert_int_eq(unary("GetStatsSummary", &sreq.base,
                            &vkc__provider__v1__get_stats_summary_response__descriptor, &sresp),
                      VK_OK);
-    yajl_val sum = parse(sresp->summary_json.data, sresp->summary_json.len);
+    yajl_val sum = harness_json_parse(sresp->summary_json.data, sresp->summary_json.len);
     protobuf_c_message_free_unpacked(&sresp->base, NULL);
     const char *pods_path[] = {"pods", NULL};
     yajl_val pods = yajl_tree_get(sum, pods_path, yajl_t_array);
@@ -924,7 +860,7 @@ START_TEST(test_never_fails)
             ck_assert_uint_gt(ev->sequence, seq);
             seq = ev->sequence;
             events++;
-            yajl_val v = parse(ev->status_json.data, ev->status_json.len);
+            yajl_val v = harness_json_parse(ev->status_json.data, ev->status_json.len);
             failed = jstr(v, "phase", NULL) && strcmp(jstr(v, "phase", NULL), "Failed") == 0;
             yajl_tree_free(v);
         }
@@ -952,7 +888,8 @@ START_TEST(test_never_fails)
     ck_assert_int_eq(pod_call("CreatePod", pod_doc("nopull", test_uid(6), "Never",
                                                    NULL, missing)), VK_OK);
     bool waiting = false;
-    for (long end = now_ms() + 15000; !waiting && now_ms() < end; sleep_ms(100)) {
+    for (long end = harness_now_ms() + 15000; !waiting && harness_now_ms() < end;
+         harness_sleep_ms(100)) {
         st = status_of("nopull", &code);
         const char *r = jstr(ctr_status(st, "containerStatuses", 0), "state", "waiting",
                              "reason", NULL);
@@ -994,7 +931,7 @@ START_TEST(test_follow_logs)
     /* Follow until the container exits: the stream then ends by itself. */
     Vkc__Provider__V1__GetContainerLogsRequest req =
         VKC__PROVIDER__V1__GET_CONTAINER_LOGS_REQUEST__INIT;
-    Vkc__Provider__V1__PodRef ref = ref_of("talk");
+    Vkc__Provider__V1__PodRef ref = harness_pod_ref("talk");
     req.pod = &ref;
     req.container = "app";
     req.follow = true;
@@ -1071,7 +1008,7 @@ START_TEST(test_attach)
 
     Vkc__Provider__V1__ExecInput in = VKC__PROVIDER__V1__EXEC_INPUT__INIT;
     Vkc__Provider__V1__ExecStart st = VKC__PROVIDER__V1__EXEC_START__INIT;
-    Vkc__Provider__V1__PodRef ref = ref_of("chat");
+    Vkc__Provider__V1__PodRef ref = harness_pod_ref("chat");
     st.pod = &ref;
     st.container = "app";
     st.stdin = st.stdout = st.stderr = true;
@@ -1104,7 +1041,7 @@ START_TEST(test_attach)
     vk_call_cancel(c);
     vk_call_finish(c, NULL);
     vk_call_free(c);
-    sleep_ms(500);
+    harness_sleep_ms(500);
     ck_assert(phase_is("chat", "Running"));
     ck_assert_int_eq(restart_count("chat"), 0);
     delete_pod("chat", uid);
@@ -1146,10 +1083,11 @@ START_TEST(test_node)
     Vkc__Provider__V1__Node *node = NULL;
     bool ready = false;
     /* The first runtime check runs as the provider starts. */
-    for (long end = now_ms() + 10000; !ready && now_ms() < end; sleep_ms(100)) {
+    for (long end = harness_now_ms() + 10000; !ready && harness_now_ms() < end;
+         harness_sleep_ms(100)) {
         ck_assert_int_eq(unary("GetNode", &req.base, &vkc__provider__v1__node__descriptor, &node),
                          VK_OK);
-        yajl_val conds = parse(node->conditions_json.data, node->conditions_json.len);
+        yajl_val conds = harness_json_parse(node->conditions_json.data, node->conditions_json.len);
         for (size_t i = 0; YAJL_IS_ARRAY(conds) && i < conds->u.array.len; i++) {
             yajl_val c = conds->u.array.values[i];
             if (strcmp(jstr(c, "type", NULL), "Ready") == 0)
@@ -1167,7 +1105,7 @@ START_TEST(test_node)
         cpu |= strcmp(node->capacity[i]->key, "cpu") == 0 && atoi(node->capacity[i]->value) > 0;
     }
     ck_assert(pods && cpu);
-    yajl_val info = parse(node->node_info_json.data, node->node_info_json.len);
+    yajl_val info = harness_json_parse(node->node_info_json.data, node->node_info_json.len);
     ck_assert_msg(strncmp(jstr(info, "containerRuntimeVersion", NULL), "containerd://", 13) == 0,
                   "runtime version %s", jstr(info, "containerRuntimeVersion", NULL));
     yajl_tree_free(info);
@@ -1356,7 +1294,7 @@ START_TEST(test_liveness)
     ck_assert(jbool(ctr_named(st, "app"), "started"));
     ck_assert_ptr_null(jstr(ctr_named(st, "app"), "lastState", "terminated", "reason", NULL));
     yajl_tree_free(st);
-    sleep_ms(3000);
+    harness_sleep_ms(3000);
     ck_assert_int_eq(restart_count("alive"), 0);
 
     ck_assert_int_eq(sh_in("alive", "app", "rm /tmp/healthy", NULL, 0), 0);
@@ -1492,7 +1430,7 @@ START_TEST(test_termination)
     ck_assert_str_eq(jstr(c, "state", "terminated", "message", NULL), "graceful");
     yajl_tree_free(st);
     ck_assert(core_saw_event("DeadlineExceeded"));
-    sleep_ms(2000);
+    harness_sleep_ms(2000);
     ck_assert(phase_is("limited", "Failed"));
     ck_assert_int_eq(restart_count("limited"), 0);
     delete_pod("limited", luid);

@@ -23,6 +23,7 @@
 
 #include "provider.pb-c.h"
 #include "rpc.h"
+#include "harness.h"
 
 #define P "/vkc.provider.v1.Provider/"
 #define T 8000 /* deadline of every unary call, ms */
@@ -44,26 +45,7 @@ typedef struct env {
 static env e;
 static atomic_int core_calls;
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-#define EVENTUALLY(cond, ms)                                            \
-    do {                                                                \
-        long end_ = now_ms() + (ms);                                    \
-        while (!(cond) && now_ms() < end_)                              \
-            sleep_ms(20);                                               \
-        ck_assert_msg(cond, "timed out waiting for " #cond);           \
-    } while (0)
+#define EVENTUALLY(cond, ms) HARNESS_EVENTUALLY(cond, ms, 20)
 
 static void quiet_child(void)
 {
@@ -85,15 +67,6 @@ static char *path_in(const char *name)
 }
 
 /* Wait up to ms for pid to end; its wait status, or -1. */
-static int reap(pid_t pid, int ms)
-{
-    int status;
-    for (long end = now_ms() + ms; now_ms() < end; sleep_ms(10))
-        if (waitpid(pid, &status, WNOHANG) == pid)
-            return status;
-    return -1;
-}
-
 /* ---- the Core service ------------------------------------------------- */
 
 static const char *const configmap =
@@ -191,7 +164,8 @@ static void start_plugin(bool on_socket)
         _exit(127);
     }
     const char *ready = on_socket ? path_in("plugin.sock") : path_in("port");
-    for (long end = now_ms() + 10000; access(ready, F_OK) != 0 && now_ms() < end; sleep_ms(10))
+    for (long end = harness_now_ms() + 10000; access(ready, F_OK) != 0 && harness_now_ms() < end;
+         harness_sleep_ms(10))
         ck_assert_msg(waitpid(e.plugin, NULL, WNOHANG) != e.plugin, "fake plugin exited");
     ck_assert_msg(access(ready, F_OK) == 0, "fake plugin did not come up");
     if (!on_socket) {
@@ -256,29 +230,6 @@ static void plugin_mode(const char *mode)
     free(plugin_http("POST", "/_fake/mode", mode));
 }
 
-static yajl_val parse(const void *data, size_t len)
-{
-    char *copy = strndup(data, len);
-    char err[128];
-    yajl_val v = yajl_tree_parse(copy, err, sizeof err);
-    free(copy);
-    ck_assert_msg(v != NULL, "bad JSON: %s", err);
-    return v;
-}
-
-static const char *jstr(yajl_val v, const char **path)
-{
-    yajl_val s = yajl_tree_get(v, path, yajl_t_string);
-    return s ? YAJL_GET_STRING(s) : NULL;
-}
-
-static yajl_val jarr(yajl_val v, const char *key, size_t i)
-{
-    const char *path[] = {key, NULL};
-    yajl_val a = yajl_tree_get(v, path, yajl_t_array);
-    return a && i < a->u.array.len ? a->u.array.values[i] : NULL;
-}
-
 static size_t jlen(yajl_val v, const char *key)
 {
     const char *path[] = {key, NULL};
@@ -298,20 +249,20 @@ static bool jnull(yajl_val v, const char *key)
 static yajl_val plugin_request(const char *method, const char *path, int nth, int *count)
 {
     char *list = plugin_http("GET", "/_fake/requests", NULL);
-    yajl_val all = parse(list, strlen(list));
+    yajl_val all = harness_json_parse(list, strlen(list));
     free(list);
     yajl_val found = NULL;
     int seen = 0;
     for (size_t i = 0; i < all->u.array.len; i++) {
         yajl_val r = all->u.array.values[i];
         const char *m[] = {"method", NULL}, *p[] = {"path", NULL}, *b[] = {"body", NULL};
-        if (!jstr(r, m) || !jstr(r, p) || strcmp(jstr(r, m), method) != 0 ||
-            strcmp(jstr(r, p), path) != 0)
+        if (!harness_jstr(r, m) || !harness_jstr(r, p) || strcmp(harness_jstr(r, m), method) != 0 ||
+            strcmp(harness_jstr(r, p), path) != 0)
             continue;
         if (seen++ == nth) {
-            const char *text = jstr(r, b);
+            const char *text = harness_jstr(r, b);
             ck_assert_ptr_nonnull(text);
-            found = parse(text, strlen(text));
+            found = harness_json_parse(text, strlen(text));
         }
     }
     yajl_tree_free(all);
@@ -328,8 +279,7 @@ static void start_shim(const char *first, ...)
     const char *argv[24];
     int argc = 0;
     char bin[512], url[64];
-    const char *dir = getenv("VKC_BIN_DIR");
-    snprintf(bin, sizeof bin, "%s/vkc-provider-interlink", dir && dir[0] ? dir : "build/bin");
+    snprintf(bin, sizeof bin, "%s/vkc-provider-interlink", harness_bin_dir());
     argv[argc++] = bin;
     if (e.on_socket) {
         argv[argc++] = "--plugin-socket";
@@ -353,22 +303,13 @@ static void start_shim(const char *first, ...)
     argv[argc] = NULL;
 
     unlink(path_in("p.sock"));
-    e.shim = fork();
-    ck_assert_int_ge(e.shim, 0);
-    if (e.shim == 0) {
-        setenv("VKC_PROVIDER_LISTEN", e.target, 1);
-        setenv("VKC_CORE_TARGET", e.core, 1);
-        if (!getenv("VKC_TEST_VERBOSE")) {
-            int null = open("/dev/null", O_WRONLY);
-            dup2(null, 2);
-            close(null);
-        }
-        execv(bin, (char **)argv);
-        _exit(127);
-    }
-    for (long end = now_ms() + 10000; access(path_in("p.sock"), F_OK) != 0 && now_ms() < end;
-         sleep_ms(10))
-        ck_assert_msg(waitpid(e.shim, NULL, WNOHANG) != e.shim, "shim exited at start (%s)", bin);
+    char listen_env[160], core_env[160];
+    snprintf(listen_env, sizeof listen_env, "VKC_PROVIDER_LISTEN=%s", e.target);
+    snprintf(core_env, sizeof core_env, "VKC_CORE_TARGET=%s", e.core);
+    const char *vars[] = {listen_env, core_env, NULL};
+    e.shim = harness_provider_spawn(argv, vars, NULL);
+    ck_assert_msg(harness_wait_socket(&e.shim, path_in("p.sock"), 10000, 10),
+                  "shim exited at start (%s)", bin);
     e.ch = vk_channel_open(e.target, 0);
     ck_assert_ptr_nonnull(e.ch);
     ck_assert_msg(vk_channel_wait_ready(e.ch, 10000), "shim did not come up (%s)", bin);
@@ -380,14 +321,7 @@ static void stop_shim(void)
     if (e.ch)
         vk_channel_close(e.ch);
     e.ch = NULL;
-    if (e.shim > 0) {
-        kill(e.shim, SIGTERM);
-        int status = reap(e.shim, 15000);
-        e.shim = 0;
-        ck_assert_msg(status != -1, "shim did not stop on SIGTERM");
-        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-                      "shim ended with status 0x%x on SIGTERM", status);
-    }
+    harness_assert_stops(&e.shim, 15000, 10, "shim");
 }
 
 static void setup(void)
@@ -395,8 +329,7 @@ static void setup(void)
     vk_rpc_init();
     curl_global_init(CURL_GLOBAL_DEFAULT);
     memset(&e, 0, sizeof e);
-    snprintf(e.dir, sizeof e.dir, "/tmp/vkc-il-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(e.dir));
+    ck_assert_ptr_nonnull(harness_make_tmpdir(e.dir, sizeof e.dir, "vkc-il"));
     snprintf(e.target, sizeof e.target, "unix:%s/p.sock", e.dir);
     snprintf(e.core, sizeof e.core, "unix:%s/core.sock", e.dir);
     start_core();
@@ -415,10 +348,7 @@ static void teardown(void)
         vk_server_stop(e.core_server, 0);
         vk_server_free(e.core_server);
     }
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", e.dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", e.dir);
+    harness_remove_tree(e.dir);
     curl_global_cleanup();
     vk_rpc_shutdown();
 }
@@ -530,7 +460,7 @@ static yajl_val status_of(const char *name, int *code)
                   &resp, NULL);
     if (*code != VK_OK)
         return NULL;
-    yajl_val v = parse(resp->status_json.data, resp->status_json.len);
+    yajl_val v = harness_json_parse(resp->status_json.data, resp->status_json.len);
     protobuf_c_message_free_unpacked(&resp->base, NULL);
     return v;
 }
@@ -540,7 +470,7 @@ static bool has_phase(const char *name, const char *phase)
     int code;
     yajl_val v = status_of(name, &code);
     const char *path[] = {"phase", NULL};
-    bool yes = v && jstr(v, path) && strcmp(jstr(v, path), phase) == 0;
+    bool yes = v && harness_jstr(v, path) && strcmp(harness_jstr(v, path), phase) == 0;
     yajl_tree_free(v);
     return yes;
 }
@@ -567,9 +497,9 @@ static bool watch_until(vk_call *c, const char *uid, const char *phase)
         if (strcmp(ev->pod->uid, uid) == 0 && !ev->deleted) {
             ck_assert_uint_gt(ev->sequence, seq);
             seq = ev->sequence;
-            yajl_val st = parse(ev->status_json.data, ev->status_json.len);
+            yajl_val st = harness_json_parse(ev->status_json.data, ev->status_json.len);
             const char *path[] = {"phase", NULL};
-            reached = jstr(st, path) && strcmp(jstr(st, path), phase) == 0;
+            reached = harness_jstr(st, path) && strcmp(harness_jstr(st, path), phase) == 0;
             yajl_tree_free(st);
         }
         protobuf_c_message_free_unpacked(&ev->base, NULL);
@@ -591,15 +521,15 @@ static bool node_ready(char *msg, size_t n)
     Vkc__Provider__V1__Node *node = NULL;
     ck_assert_int_eq(unary("GetNode", &req.base, &vkc__provider__v1__node__descriptor, &node, NULL),
                      VK_OK);
-    yajl_val conds = parse(node->conditions_json.data, node->conditions_json.len);
+    yajl_val conds = harness_json_parse(node->conditions_json.data, node->conditions_json.len);
     bool ready = false;
     const char *t[] = {"type", NULL}, *s[] = {"status", NULL}, *m[] = {"message", NULL};
     for (size_t i = 0; i < conds->u.array.len; i++) {
         yajl_val c = conds->u.array.values[i];
-        if (strcmp(jstr(c, t), "Ready") != 0)
+        if (strcmp(harness_jstr(c, t), "Ready") != 0)
             continue;
-        ready = strcmp(jstr(c, s), "True") == 0;
-        snprintf(msg, n, "%s", jstr(c, m) ? jstr(c, m) : "");
+        ready = strcmp(harness_jstr(c, s), "True") == 0;
+        snprintf(msg, n, "%s", harness_jstr(c, m) ? harness_jstr(c, m) : "");
     }
     yajl_tree_free(conds);
     protobuf_c_message_free_unpacked(&node->base, NULL);
@@ -633,7 +563,7 @@ START_TEST(create_sends_pod_and_objects)
     ck_assert_int_eq(n, 1);
     ck_assert(YAJL_IS_OBJECT(body));
     const char *uid[] = {"pod", "metadata", "uid", NULL};
-    ck_assert_str_eq(jstr(body, uid), UID_WEB);
+    ck_assert_str_eq(harness_jstr(body, uid), UID_WEB);
     /* The downwardAPI volume goes in projected form, as interLink's VK sends it. */
     const char *vols[] = {"pod", "spec", "volumes", NULL};
     yajl_val v = yajl_tree_get(body, vols, yajl_t_array);
@@ -644,28 +574,30 @@ START_TEST(create_sends_pod_and_objects)
     ck_assert_ptr_null(yajl_tree_get(info, dapi, yajl_t_any));
 
     ck_assert_uint_eq(jlen(body, "container"), 2);
-    yajl_val setup = jarr(body, "container", 0), app = jarr(body, "container", 1);
+    yajl_val setup = harness_jarr(body, "container", 0), app = harness_jarr(body, "container", 1);
     const char *name[] = {"name", NULL};
-    ck_assert_str_eq(jstr(setup, name), "setup");
+    ck_assert_str_eq(harness_jstr(setup, name), "setup");
     ck_assert(jnull(setup, "configMaps") && jnull(setup, "secrets") &&
               jnull(setup, "projectedvolumemaps") && jnull(setup, "emptyDirs"));
-    ck_assert_str_eq(jstr(app, name), "app");
+    ck_assert_str_eq(harness_jstr(app, name), "app");
     ck_assert_uint_eq(jlen(app, "configMaps"), 1); /* mounted twice, sent once */
     const char *cm_name[] = {"metadata", "name", NULL}, *cm_data[] = {"data", "settings.yaml", NULL};
-    ck_assert_str_eq(jstr(jarr(app, "configMaps", 0), cm_name), "app-config");
-    ck_assert_str_eq(jstr(jarr(app, "configMaps", 0), cm_data), "greeting: hello\n");
+    ck_assert_str_eq(harness_jstr(harness_jarr(app, "configMaps", 0), cm_name), "app-config");
+    ck_assert_str_eq(harness_jstr(harness_jarr(app, "configMaps", 0), cm_data),
+                     "greeting: hello\n");
     ck_assert_uint_eq(jlen(app, "secrets"), 1);
     const char *pw[] = {"data", "password", NULL};
-    ck_assert_str_eq(jstr(jarr(app, "secrets", 0), pw), "czNjcjN0");
+    ck_assert_str_eq(harness_jstr(harness_jarr(app, "secrets", 0), pw), "czNjcjN0");
     ck_assert_uint_eq(jlen(app, "projectedvolumemaps"), 2);
-    yajl_val token = jarr(app, "projectedvolumemaps", 0), podinfo = jarr(app, "projectedvolumemaps", 1);
+    yajl_val token = harness_jarr(app, "projectedvolumemaps", 0),
+             podinfo = harness_jarr(app, "projectedvolumemaps", 1);
     const char *tok[] = {"data", "token", NULL}, *mode[] = {"data", "mode.txt", NULL};
     const char *pname[] = {"data", "name", NULL};
-    ck_assert_str_eq(jstr(token, cm_name), "token");
-    ck_assert_str_eq(jstr(token, tok), "token:default/web:runner:vault");
-    ck_assert_str_eq(jstr(token, mode), "fast");
-    ck_assert_str_eq(jstr(podinfo, cm_name), "info");
-    ck_assert_str_eq(jstr(podinfo, pname), "web");
+    ck_assert_str_eq(harness_jstr(token, cm_name), "token");
+    ck_assert_str_eq(harness_jstr(token, tok), "token:default/web:runner:vault");
+    ck_assert_str_eq(harness_jstr(token, mode), "fast");
+    ck_assert_str_eq(harness_jstr(podinfo, cm_name), "info");
+    ck_assert_str_eq(harness_jstr(podinfo, pname), "web");
     ck_assert(jnull(app, "emptyDirs"));
     yajl_tree_free(body);
 
@@ -676,11 +608,12 @@ START_TEST(create_sends_pod_and_objects)
     yajl_val st = status_of("web", &code);
     const char *running[] = {"state", "running", "startedAt", NULL}, *ready[] = {"ready", NULL};
     const char *cid[] = {"containerID", NULL}, *init_reason[] = {"state", "terminated", "reason", NULL};
-    yajl_val c = jarr(st, "containerStatuses", 0);
-    ck_assert_ptr_nonnull(jstr(c, running));
+    yajl_val c = harness_jarr(st, "containerStatuses", 0);
+    ck_assert_ptr_nonnull(harness_jstr(c, running));
     ck_assert(YAJL_IS_TRUE(yajl_tree_get(c, ready, yajl_t_any)));
-    ck_assert_ptr_nonnull(strstr(jstr(c, cid), "fake://"));
-    ck_assert_str_eq(jstr(jarr(st, "initContainerStatuses", 0), init_reason), "Completed");
+    ck_assert_ptr_nonnull(strstr(harness_jstr(c, cid), "fake://"));
+    ck_assert_str_eq(harness_jstr(harness_jarr(st, "initContainerStatuses", 0), init_reason),
+                     "Completed");
     yajl_tree_free(st);
 
     /* Idempotent for the same uid (no second /create), refused for another. */
@@ -698,9 +631,9 @@ START_TEST(create_sends_pod_and_objects)
     ck_assert_int_eq(unary("GetPods", &lreq.base, &vkc__provider__v1__get_pods_response__descriptor,
                            &list, NULL), VK_OK);
     ck_assert_uint_eq(list->n_pods_json, 1);
-    yajl_val pod = parse(list->pods_json[0].data, list->pods_json[0].len);
+    yajl_val pod = harness_json_parse(list->pods_json[0].data, list->pods_json[0].len);
     const char *phase[] = {"status", "phase", NULL};
-    ck_assert_str_eq(jstr(pod, phase), "Running");
+    ck_assert_str_eq(harness_jstr(pod, phase), "Running");
     yajl_tree_free(pod);
     protobuf_c_message_free_unpacked(&list->base, NULL);
     ck_assert(ready_is(true, NULL));
@@ -716,10 +649,10 @@ START_TEST(create_sends_pod_and_objects)
     Vkc__Provider__V1__GetPodResponse *got = NULL;
     ck_assert_int_eq(unary("GetPod", &greq.base, &vkc__provider__v1__get_pod_response__descriptor,
                            &got, NULL), VK_OK);
-    pod = parse(got->pod_json.data, got->pod_json.len);
+    pod = harness_json_parse(got->pod_json.data, got->pod_json.len);
     const char *label[] = {"metadata", "labels", "v", NULL};
-    ck_assert_str_eq(jstr(pod, label), "2");
-    ck_assert_str_eq(jstr(pod, phase), "Running");
+    ck_assert_str_eq(harness_jstr(pod, label), "2");
+    ck_assert_str_eq(harness_jstr(pod, phase), "Running");
     yajl_tree_free(pod);
     protobuf_c_message_free_unpacked(&got->base, NULL);
     ck_assert_int_eq(pod_call("UpdatePod", pod_doc("web", UID_OTHER, NULL), NULL), VK_NOT_FOUND);
@@ -809,7 +742,7 @@ START_TEST(logs_tail_timestamps_limit_follow)
     bring_up(false);
     ck_assert_int_eq(pod_call("CreatePod", plain_doc("chatty", UID_WEB, NULL), NULL), VK_OK);
     EVENTUALLY(has_phase("chatty", "Running"), 10000);
-    sleep_ms(500); /* a few lines, one per 100 ms */
+    harness_sleep_ms(500); /* a few lines, one per 100 ms */
 
     text *t = calloc(1, sizeof *t);
     vk_call *c = logs_call("chatty", "app", 2, -1, false, false);
@@ -823,14 +756,14 @@ START_TEST(logs_tail_timestamps_limit_follow)
     const char *cn[] = {"ContainerName", NULL}, *since[] = {"Opts", "SinceTime", NULL};
     const char *tail[] = {"Opts", "Tail", NULL}, *bytes[] = {"Opts", "Bytes", NULL};
     const char *follow[] = {"Opts", "Follow", NULL};
-    ck_assert_str_eq(jstr(req, ns), "default");
-    ck_assert_str_eq(jstr(req, puid), UID_WEB);
-    ck_assert_str_eq(jstr(req, pn), "chatty");
-    ck_assert_str_eq(jstr(req, cn), "app");
+    ck_assert_str_eq(harness_jstr(req, ns), "default");
+    ck_assert_str_eq(harness_jstr(req, puid), UID_WEB);
+    ck_assert_str_eq(harness_jstr(req, pn), "chatty");
+    ck_assert_str_eq(harness_jstr(req, cn), "app");
     ck_assert_int_eq(YAJL_GET_INTEGER(yajl_tree_get(req, tail, yajl_t_number)), 2);
     ck_assert_int_eq(YAJL_GET_INTEGER(yajl_tree_get(req, bytes, yajl_t_number)), 0);
     ck_assert(YAJL_IS_FALSE(yajl_tree_get(req, follow, yajl_t_any)));
-    ck_assert_str_eq(jstr(req, since), "0001-01-01T00:00:00Z");
+    ck_assert_str_eq(harness_jstr(req, since), "0001-01-01T00:00:00Z");
     yajl_tree_free(req);
 
     /* Timestamps, and a byte limit held to exactly. */
@@ -861,14 +794,14 @@ START_TEST(logs_tail_timestamps_limit_follow)
     c = logs_call("chatty", "app", 1, -1, true, false);
     memset(t, 0, sizeof *t);
     recv_logs(c, t, 1);
-    long left = now_ms();
+    long left = harness_now_ms();
     vk_call_cancel(c);
     ck_assert_int_eq(vk_call_finish(c, NULL), VK_CANCELLED);
     vk_call_free(c);
     Vkc__Provider__V1__PingRequest ping = VKC__PROVIDER__V1__PING_REQUEST__INIT;
     ck_assert_int_eq(unary("Ping", &ping.base, &vkc__provider__v1__ping_response__descriptor, NULL,
                            NULL), VK_OK);
-    ck_assert_int_lt(now_ms() - left, 3000);
+    ck_assert_int_lt(harness_now_ms() - left, 3000);
 
     /* Follow: new lines arrive, and the stream ends when the pod goes. */
     memset(t, 0, sizeof *t);
@@ -878,10 +811,10 @@ START_TEST(logs_tail_timestamps_limit_follow)
     recv_logs(c, t, 1);
     ck_assert_int_gt(count_lines(t->data), before);
     ck_assert_int_eq(pod_call("DeletePod", plain_doc("chatty", UID_WEB, NULL), NULL), VK_OK);
-    long began = now_ms();
+    long began = harness_now_ms();
     recv_logs(c, t, -1);
     ck_assert_int_eq(vk_call_finish(c, NULL), VK_OK);
-    ck_assert_int_lt(now_ms() - began, 5000);
+    ck_assert_int_lt(harness_now_ms() - began, 5000);
     vk_call_free(c);
     free(t);
     stop_shim();
@@ -901,9 +834,9 @@ START_TEST(exit_codes_and_delete)
     yajl_val st = status_of("fails", &code);
     const char *exit_code[] = {"state", "terminated", "exitCode", NULL};
     const char *reason[] = {"state", "terminated", "reason", NULL};
-    yajl_val c = jarr(st, "containerStatuses", 0);
+    yajl_val c = harness_jarr(st, "containerStatuses", 0);
     ck_assert_int_eq(YAJL_GET_INTEGER(yajl_tree_get(c, exit_code, yajl_t_number)), 3);
-    ck_assert_str_eq(jstr(c, reason), "Error");
+    ck_assert_str_eq(harness_jstr(c, reason), "Error");
     yajl_tree_free(st);
 
     const char *ok = ",\"annotations\":{\"fake.interlink/exit-code\":\"0\","
@@ -915,7 +848,7 @@ START_TEST(exit_codes_and_delete)
     ck_assert_int_eq(pod_call("DeletePod", plain_doc("fails", UID_WEB, NULL), NULL), VK_OK);
     yajl_val del = plugin_request("POST", "/delete", 0, NULL);
     const char *uid[] = {"metadata", "uid", NULL};
-    ck_assert_str_eq(jstr(del, uid), UID_WEB);
+    ck_assert_str_eq(harness_jstr(del, uid), UID_WEB);
     yajl_tree_free(del);
     ck_assert_ptr_null(status_of("fails", &code));
     ck_assert_int_eq(code, VK_NOT_FOUND);
@@ -1041,10 +974,10 @@ START_TEST(plugin_on_unix_socket)
     end_call(w);
     /* Without projected volumes only the downwardAPI one is left. */
     yajl_val body = plugin_request("POST", "/create", 0, NULL);
-    yajl_val app = jarr(body, "container", 1);
+    yajl_val app = harness_jarr(body, "container", 1);
     const char *name[] = {"metadata", "name", NULL};
     ck_assert_uint_eq(jlen(app, "projectedvolumemaps"), 1);
-    ck_assert_str_eq(jstr(jarr(app, "projectedvolumemaps", 0), name), "info");
+    ck_assert_str_eq(harness_jstr(harness_jarr(app, "projectedvolumemaps", 0), name), "info");
     yajl_tree_free(body);
     ck_assert_int_gt(atomic_load(&core_calls), 0);
     ck_assert(ready_is(true, NULL));

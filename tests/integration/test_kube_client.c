@@ -18,7 +18,6 @@
 #include <check.h>
 #include <errno.h>
 #include <ev.h>
-#include <glob.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -38,6 +37,7 @@
 #include "buf.h"
 #include "json.h"
 #include "log.h"
+#include "harness.h"
 
 /* A CA that signed nothing the cluster uses. */
 static const char wrong_ca[] =
@@ -53,7 +53,7 @@ static const char wrong_ca[] =
     "Xhqho1gTFwocQgit/KRy9vUX0g==\n"
     "-----END CERTIFICATE-----\n";
 
-static char cluster_dir[PATH_MAX];
+static harness_cluster cluster;
 static char etcd_url[256];
 static char node_name[128];
 static char node_kubeconfig[PATH_MAX];
@@ -1168,81 +1168,6 @@ END_TEST
 
 /* ---- the cluster ----------------------------------------------------------------------- */
 
-/* VAR's value in an env file of `export VAR=VALUE` lines (printf %q). */
-static int env_value(const char *file, const char *var, char *out, size_t outlen)
-{
-    FILE *f = fopen(file, "r");
-    if (!f)
-        return -1;
-    char line[4096];
-    size_t vlen = strlen(var);
-    int rc = -1;
-    while (fgets(line, sizeof line, f)) {
-        const char *p = line;
-        if (strncmp(p, "export ", 7) == 0)
-            p += 7;
-        if (strncmp(p, var, vlen) != 0 || p[vlen] != '=')
-            continue;
-        p += vlen + 1;
-        size_t n = 0;
-        for (; *p && *p != '\n' && n + 1 < outlen; p++) {
-            if (*p == '\\' && p[1])
-                p++;
-            out[n++] = *p;
-        }
-        out[n] = '\0';
-        rc = 0;
-    }
-    fclose(f);
-    return rc;
-}
-
-static int run_script(const char *script_path, const char *arg)
-{
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        execl(script_path, script_path, arg, (char *)NULL);
-        fprintf(stderr, "exec %s: %s\n", script_path, strerror(errno));
-        _exit(127);
-    }
-    int status;
-    if (waitpid(pid, &status, 0) != pid)
-        return -1;
-    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
-}
-
-/* The directory with kube-apiserver & co. that up.sh would use. */
-static int find_k8s_bin(char *out, size_t outlen)
-{
-    const char *bin = getenv("VKC_K8S_BIN");
-    char probe[PATH_MAX];
-    if (bin && *bin) {
-        snprintf(probe, sizeof probe, "%s/kube-apiserver", bin);
-        if (access(probe, X_OK) != 0)
-            return -1;
-        snprintf(out, outlen, "%s", bin);
-        return 0;
-    }
-    const char *cache = getenv("VKC_CACHE");
-    snprintf(probe, sizeof probe, "%s/k8s-*/bin/kube-apiserver",
-             cache && *cache ? cache : "/var/cache/vkc");
-    glob_t g;
-    if (glob(probe, 0, NULL, &g) != 0)
-        return -1;
-    int rc = -1;
-    for (size_t i = g.gl_pathc; i-- > 0 && rc < 0;) {
-        if (access(g.gl_pathv[i], X_OK) == 0) {
-            snprintf(out, outlen, "%s", g.gl_pathv[i]);
-            *strrchr(out, '/') = '\0';
-            rc = 0;
-        }
-    }
-    globfree(&g);
-    return rc;
-}
-
 static void setup_result(const struct kube_response *resp, void *ud)
 {
     struct result *r = ud;
@@ -1310,44 +1235,20 @@ int main(void)
     const char *level = getenv("VKC_LOG_LEVEL");
     vk_log_set_level_name(level && *level ? level : "info");
 
-    char own_dir[] = "/tmp/vkc-kube-client-XXXXXX";
-    bool own = false;
-    const char *dir = getenv("VKC_CLUSTER_DIR");
-    if (!dir || !*dir) {
-        char bin[PATH_MAX];
-        if (find_k8s_bin(bin, sizeof bin) < 0) {
-            fprintf(stderr, "FAIL: no Kubernetes binaries (set VKC_CLUSTER_DIR to a running "
-                            "cluster, or build them: tests/cluster/build.sh, ~15-30 min)\n");
-            return EXIT_FAILURE;
-        }
-        if (!mkdtemp(own_dir)) {
-            perror("mkdtemp");
-            return EXIT_FAILURE;
-        }
-        setenv("VKC_K8S_BIN", bin, 1);
-        own = true;
-        dir = own_dir;
-        fprintf(stderr, "bringing up a cluster in %s\n", dir);
-        if (run_script("tests/cluster/up.sh", dir) < 0) {
-            fprintf(stderr, "FAIL: tests/cluster/up.sh %s failed (logs in %s/logs)\n", dir, dir);
-            run_script("tests/cluster/down.sh", dir);
-            return EXIT_FAILURE;
-        }
-    }
-    snprintf(cluster_dir, sizeof cluster_dir, "%s", dir);
+    if (harness_cluster_up(&cluster, "vkc-kube-client") < 0)
+        return EXIT_FAILURE;
 
-    char envfile[PATH_MAX + 8], admin[PATH_MAX + 32], err[512];
-    snprintf(envfile, sizeof envfile, "%s/env", cluster_dir);
-    snprintf(admin, sizeof admin, "%s/admin.kubeconfig", cluster_dir);
+    char err[512];
     int rc = EXIT_FAILURE;
-    if (env_value(envfile, "VKC_ETCD_URL", etcd_url, sizeof etcd_url) < 0 ||
-        env_value(envfile, "VKC_NODE_NAME", node_name, sizeof node_name) < 0 ||
-        env_value(envfile, "VKC_NODE_KUBECONFIG", node_kubeconfig, sizeof node_kubeconfig) < 0) {
+    if (harness_cluster_env(&cluster, "VKC_ETCD_URL", etcd_url, sizeof etcd_url) < 0 ||
+        harness_cluster_env(&cluster, "VKC_NODE_NAME", node_name, sizeof node_name) < 0 ||
+        harness_cluster_env(&cluster, "VKC_NODE_KUBECONFIG", node_kubeconfig,
+                            sizeof node_kubeconfig) < 0) {
         fprintf(stderr, "FAIL: %s lacks VKC_ETCD_URL, VKC_NODE_NAME or VKC_NODE_KUBECONFIG\n",
-                envfile);
+                cluster.env);
         goto out;
     }
-    if (kube_config_load_file(&admin_cfg, admin, NULL, err, sizeof err) < 0 ||
+    if (kube_config_load_file(&admin_cfg, cluster.admin_kubeconfig, NULL, err, sizeof err) < 0 ||
         kube_config_load_file(&node_cfg, node_kubeconfig, NULL, err, sizeof err) < 0) {
         fprintf(stderr, "FAIL: %s\n", err);
         goto out;
@@ -1373,12 +1274,6 @@ int main(void)
 out:
     kube_config_free(&admin_cfg);
     kube_config_free(&node_cfg);
-    if (own) {
-        run_script("tests/cluster/down.sh", own_dir);
-        char cmd[PATH_MAX + 16];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", own_dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "could not remove %s\n", own_dir);
-    }
+    harness_cluster_down(&cluster);
     return rc;
 }

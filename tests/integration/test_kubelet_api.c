@@ -22,7 +22,6 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <glob.h>
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
@@ -51,70 +50,14 @@
 #include "log.h"
 #include "rpc.h"
 #include "work.h"
+#include "harness.h"
 
-static char cluster_dir[PATH_MAX];
+static harness_cluster cluster;
 static char kubectl[PATH_MAX];
-static char admin_kubeconfig[PATH_MAX + 32];
 static char node_kubeconfig[PATH_MAX];
 static char ca_cert[PATH_MAX], kubelet_cert[PATH_MAX], kubelet_key[PATH_MAX];
 static char node[64];
 static char tmp[64];
-
-/* ---- processes ------------------------------------------------------------ */
-
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-/* Start argv with stdout (and stderr) into a pipe, *fd its read end; with
- * fd NULL the child writes to ours. */
-static pid_t spawn(char *const argv[], int *fd)
-{
-    int p[2] = {-1, -1};
-    if (fd && pipe2(p, O_CLOEXEC) < 0)
-        return -1;
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(126);
-        if (fd) {
-            dup2(p[1], STDOUT_FILENO);
-            dup2(p[1], STDERR_FILENO);
-        }
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    if (fd) {
-        close(p[1]);
-        *fd = p[0];
-    }
-    return pid;
-}
-
-/* Run argv to the end; its output into out. The exit status, -1 if it did
- * not exit normally. */
-static int run(char *const argv[], vk_buf *out)
-{
-    int fd;
-    pid_t pid = spawn(argv, &fd);
-    if (pid < 0)
-        return -1;
-    char buf[4096];
-    ssize_t n;
-    while ((n = read(fd, buf, sizeof buf)) > 0)
-        vk_buf_append(out, buf, (size_t)n);
-    close(fd);
-    int st;
-    waitpid(pid, &st, 0);
-    if (!out->data)
-        vk_buf_puts(out, "");
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 /* kubectl --kubeconfig admin ARGS...; NULL-terminated. */
 static int kctl(vk_buf *out, ...)
@@ -123,7 +66,7 @@ static int kctl(vk_buf *out, ...)
     int n = 0;
     argv[n++] = kubectl;
     argv[n++] = "--kubeconfig";
-    argv[n++] = admin_kubeconfig;
+    argv[n++] = cluster.admin_kubeconfig;
     argv[n++] = "--request-timeout=20s";
     va_list ap;
     va_start(ap, out);
@@ -132,7 +75,7 @@ static int kctl(vk_buf *out, ...)
         argv[n++] = a;
     va_end(ap);
     argv[n] = NULL;
-    return run(argv, out);
+    return harness_run(argv, out);
 }
 
 /* ---- the server side ------------------------------------------------------------ */
@@ -183,21 +126,14 @@ static int pods_hook(void *ud, vk_buf *out)
     pthread_mutex_unlock(&W.pods_mu);
     return rc;
 }
-
-static const char *bin_dir(void)
-{
-    const char *d = getenv("VKC_BIN_DIR");
-    return d && *d ? d : "build/bin";
-}
-
 static void start_mock(void)
 {
     char path[PATH_MAX], listen[160];
-    snprintf(path, sizeof path, "%s/vkc-provider-mock", bin_dir());
+    snprintf(path, sizeof path, "%s/vkc-provider-mock", harness_bin_dir());
     snprintf(W.sock, sizeof W.sock, "unix:%s/p.sock", tmp);
     snprintf(listen, sizeof listen, "%s", W.sock);
     char *argv[] = {path, "--listen", listen, "--log-interval", "100", NULL};
-    W.mock = spawn(argv, NULL);
+    W.mock = harness_spawn(argv, NULL, NULL);
     ck_assert_int_gt(W.mock, 0);
     W.pc = pc_new(W.sock, 10000, NULL);
     ck_assert_msg(pc_wait_ready(W.pc, 10000), "the mock provider did not come up");
@@ -277,7 +213,7 @@ static void world_down(void)
     pthread_mutex_destroy(&W.pods_mu);
     char *rm[] = {"/bin/rm", "-rf", tmp, NULL};
     vk_buf_reset(&out);
-    run(rm, &out);
+    harness_run(rm, &out);
     vk_buf_free(&out);
 }
 
@@ -300,8 +236,8 @@ static double metric_value(const char *series)
 
 static bool wait_metric(const char *series, double want, long ms)
 {
-    long end = now_ms() + ms;
-    while (metric_value(series) != want && now_ms() < end)
+    long end = harness_now_ms() + ms;
+    while (metric_value(series) != want && harness_now_ms() < end)
         usleep(50000);
     return metric_value(series) == want;
 }
@@ -454,17 +390,17 @@ END_TEST
 START_TEST(follow_cancelled_when_kubectl_dies)
 {
     ck_assert(wait_metric("kubelet_api_log_streams", 0, 5000));
-    char *argv[] = {kubectl, "--kubeconfig", admin_kubeconfig, "logs", "-f", "-n", "default",
-                    "web", "-c", "app", "--tail=1", NULL};
+    char *argv[] = {kubectl, "--kubeconfig", cluster.admin_kubeconfig, "logs", "-f", "-n",
+                    "default", "web", "-c", "app", "--tail=1", NULL};
     int fd;
-    pid_t pid = spawn(argv, &fd);
+    pid_t pid = harness_spawn(argv, NULL, &fd);
     ck_assert_int_gt(pid, 0);
     /* Lines keep coming: the follow is live, well past any request timeout
      * of the server's (none applies to a stream). */
     vk_buf got = VK_BUF_INIT;
-    long end = now_ms() + 15000;
+    long end = harness_now_ms() + 15000;
     int seen = 0;
-    while (seen < 20 && now_ms() < end) {
+    while (seen < 20 && harness_now_ms() < end) {
         struct pollfd p = {.fd = fd, .events = POLLIN};
         if (poll(&p, 1, 500) <= 0)
             continue;
@@ -562,76 +498,6 @@ START_TEST(tokens_and_anonymous)
 }
 END_TEST
 
-/* ---- the cluster ------------------------------------------------------------------------- */
-
-static int env_value(const char *file, const char *var, char *out, size_t outlen)
-{
-    FILE *f = fopen(file, "r");
-    if (!f)
-        return -1;
-    char line[4096];
-    size_t vlen = strlen(var);
-    int rc = -1;
-    while (fgets(line, sizeof line, f)) {
-        const char *p = line;
-        if (strncmp(p, "export ", 7) == 0)
-            p += 7;
-        if (strncmp(p, var, vlen) != 0 || p[vlen] != '=')
-            continue;
-        p += vlen + 1;
-        size_t n = 0;
-        for (; *p && *p != '\n' && n + 1 < outlen; p++) {
-            if (*p == '\\' && p[1])
-                p++;
-            out[n++] = *p;
-        }
-        out[n] = '\0';
-        rc = 0;
-    }
-    fclose(f);
-    return rc;
-}
-
-static int run_script(const char *script, const char *arg)
-{
-    char *argv[] = {(char *)script, (char *)arg, NULL};
-    vk_buf out = VK_BUF_INIT;
-    int rc = run(argv, &out);
-    if (rc != 0)
-        fprintf(stderr, "%s %s:\n%s\n", script, arg, out.data);
-    vk_buf_free(&out);
-    return rc;
-}
-
-static int find_k8s_bin(char *out, size_t outlen)
-{
-    const char *bin = getenv("VKC_K8S_BIN");
-    char probe[PATH_MAX];
-    if (bin && *bin) {
-        snprintf(probe, sizeof probe, "%s/kube-apiserver", bin);
-        if (access(probe, X_OK) != 0)
-            return -1;
-        snprintf(out, outlen, "%s", bin);
-        return 0;
-    }
-    const char *cache = getenv("VKC_CACHE");
-    snprintf(probe, sizeof probe, "%s/k8s-*/bin/kube-apiserver",
-             cache && *cache ? cache : "/var/cache/vkc");
-    glob_t g;
-    if (glob(probe, 0, NULL, &g) != 0)
-        return -1;
-    int rc = -1;
-    for (size_t i = g.gl_pathc; i-- > 0 && rc < 0;) {
-        if (access(g.gl_pathv[i], X_OK) == 0) {
-            snprintf(out, outlen, "%s", g.gl_pathv[i]);
-            *strrchr(out, '/') = '\0';
-            rc = 0;
-        }
-    }
-    globfree(&g);
-    return rc;
-}
-
 static Suite *suite(void)
 {
     Suite *s = suite_create("kubelet_api");
@@ -654,42 +520,19 @@ int main(void)
     const char *level = getenv("VKC_LOG_LEVEL");
     vk_log_set_level_name(level && *level ? level : "info");
 
-    char own_dir[] = "/tmp/vkc-kubelet-cluster-XXXXXX";
-    bool own = false;
-    const char *dir = getenv("VKC_CLUSTER_DIR");
-    if (!dir || !*dir) {
-        char bin[PATH_MAX];
-        if (find_k8s_bin(bin, sizeof bin) < 0) {
-            fprintf(stderr, "FAIL: no Kubernetes binaries (set VKC_CLUSTER_DIR to a running "
-                            "cluster, or build them: tests/cluster/build.sh, ~15-30 min)\n");
-            return EXIT_FAILURE;
-        }
-        if (!mkdtemp(own_dir)) {
-            perror("mkdtemp");
-            return EXIT_FAILURE;
-        }
-        setenv("VKC_K8S_BIN", bin, 1);
-        own = true;
-        dir = own_dir;
-        fprintf(stderr, "bringing up a cluster in %s\n", dir);
-        if (run_script("tests/cluster/up.sh", dir) != 0) {
-            fprintf(stderr, "FAIL: tests/cluster/up.sh %s failed (logs in %s/logs)\n", dir, dir);
-            run_script("tests/cluster/down.sh", dir);
-            return EXIT_FAILURE;
-        }
-    }
-    snprintf(cluster_dir, sizeof cluster_dir, "%s", dir);
-    char envfile[PATH_MAX + 8];
-    snprintf(envfile, sizeof envfile, "%s/env", cluster_dir);
-    snprintf(admin_kubeconfig, sizeof admin_kubeconfig, "%s/admin.kubeconfig", cluster_dir);
+    if (harness_cluster_up(&cluster, "vkc-kubelet-cluster") < 0)
+        return EXIT_FAILURE;
     int rc = EXIT_FAILURE;
-    if (env_value(envfile, "VKC_KUBECTL", kubectl, sizeof kubectl) < 0 ||
-        env_value(envfile, "VKC_CA_CERT", ca_cert, sizeof ca_cert) < 0 ||
-        env_value(envfile, "VKC_NODE_KUBECONFIG", node_kubeconfig, sizeof node_kubeconfig) < 0 ||
-        env_value(envfile, "VKC_NODE_KUBELET_CERT", kubelet_cert, sizeof kubelet_cert) < 0 ||
-        env_value(envfile, "VKC_NODE_KUBELET_KEY", kubelet_key, sizeof kubelet_key) < 0) {
+    if (harness_cluster_env(&cluster, "VKC_KUBECTL", kubectl, sizeof kubectl) < 0 ||
+        harness_cluster_env(&cluster, "VKC_CA_CERT", ca_cert, sizeof ca_cert) < 0 ||
+        harness_cluster_env(&cluster, "VKC_NODE_KUBECONFIG", node_kubeconfig,
+                            sizeof node_kubeconfig) < 0 ||
+        harness_cluster_env(&cluster, "VKC_NODE_KUBELET_CERT", kubelet_cert,
+                            sizeof kubelet_cert) < 0 ||
+        harness_cluster_env(&cluster, "VKC_NODE_KUBELET_KEY", kubelet_key,
+                            sizeof kubelet_key) < 0) {
         fprintf(stderr, "FAIL: %s lacks VKC_KUBECTL, VKC_CA_CERT, the node kubeconfig or "
-                        "the kubelet cert\n", envfile);
+                        "the kubelet cert\n", cluster.env);
     } else {
         snprintf(node, sizeof node, "vkc-kapi-%ld", (long)getpid());
         curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -703,11 +546,6 @@ int main(void)
         vk_rpc_shutdown();
         curl_global_cleanup();
     }
-    if (own && run_script("tests/cluster/down.sh", own_dir) == 0) {
-        char *rm[] = {"/bin/rm", "-rf", own_dir, NULL};
-        vk_buf out = VK_BUF_INIT;
-        run(rm, &out);
-        vk_buf_free(&out);
-    }
+    harness_cluster_down(&cluster);
     return rc;
 }

@@ -17,6 +17,7 @@
 
 #include "provider.pb-c.h"
 #include "rpc.h"
+#include "harness.h"
 
 #define P "/vkc.provider.v1.Provider/"
 #define T 5000 /* deadline of every unary call, ms */
@@ -29,19 +30,6 @@ typedef struct mock {
 } mock;
 
 static mock m;
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
 
 static void write_file(const char *path, const char *text)
 {
@@ -58,8 +46,7 @@ static void start(const char *faults, ...)
     const char *argv[16];
     int argc = 0;
     char bin[512];
-    const char *dir = getenv("VKC_BIN_DIR");
-    snprintf(bin, sizeof bin, "%s/vkc-provider-mock", dir && dir[0] ? dir : "build/bin");
+    snprintf(bin, sizeof bin, "%s/vkc-provider-mock", harness_bin_dir());
     argv[argc++] = bin;
     va_list ap;
     va_start(ap, faults);
@@ -67,8 +54,7 @@ static void start(const char *faults, ...)
         argv[argc++] = a;
     va_end(ap);
 
-    snprintf(m.dir, sizeof m.dir, "/tmp/vkc-mock-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(m.dir));
+    ck_assert_ptr_nonnull(harness_make_tmpdir(m.dir, sizeof m.dir, "vkc-mock"));
     if (faults) {
         snprintf(m.faults, sizeof m.faults, "%s/faults", m.dir);
         write_file(m.faults, faults);
@@ -79,29 +65,17 @@ static void start(const char *faults, ...)
     char listen[128];
     snprintf(listen, sizeof listen, "unix:%s/p.sock", m.dir);
 
-    m.pid = fork();
-    ck_assert_int_ge(m.pid, 0);
-    if (m.pid == 0) {
-        setenv("VKC_PROVIDER_LISTEN", listen, 1);
-        unsetenv("VKC_MOCK_FAULTS");
-        unsetenv("VKC_MOCK_START_DELAY_MS");
-        if (!getenv("VKC_TEST_VERBOSE")) {
-            int null = open("/dev/null", O_WRONLY);
-            dup2(null, 2);
-        }
-        execv(bin, (char **)argv);
-        _exit(127);
-    }
+    char listen_env[160];
+    snprintf(listen_env, sizeof listen_env, "VKC_PROVIDER_LISTEN=%s", listen);
+    const char *env[] = {listen_env, NULL};
+    const char *unset[] = {"VKC_MOCK_FAULTS", "VKC_MOCK_START_DELAY_MS", NULL};
+    m.pid = harness_provider_spawn(argv, env, unset);
     /* Connecting before the socket exists would cost a gRPC reconnect
      * back-off, so wait for it first. */
     char sock[128];
     snprintf(sock, sizeof sock, "%s/p.sock", m.dir);
-    for (long end = now_ms() + 10000; access(sock, F_OK) != 0 && now_ms() < end; sleep_ms(10)) {
-        if (waitpid(m.pid, NULL, WNOHANG) == m.pid) {
-            m.pid = 0;
-            ck_abort_msg("mock provider exited at start (%s)", bin);
-        }
-    }
+    ck_assert_msg(harness_wait_socket(&m.pid, sock, 10000, 10),
+                  "mock provider exited at start (%s)", bin);
     m.ch = vk_channel_open(listen, 0);
     ck_assert_ptr_nonnull(m.ch);
     ck_assert_msg(vk_channel_wait_ready(m.ch, 10000), "mock provider did not come up (%s)", bin);
@@ -110,15 +84,10 @@ static void start(const char *faults, ...)
 /* Wait up to ms for the process to end; its wait status, or -1. */
 static int reap(int ms)
 {
-    int status;
-    for (long end = now_ms() + ms; now_ms() < end; sleep_ms(10)) {
-        pid_t r = waitpid(m.pid, &status, WNOHANG);
-        if (r == m.pid) {
-            m.pid = 0;
-            return status;
-        }
-    }
-    return -1;
+    int status = harness_reap(m.pid, ms, 10);
+    if (status != -1)
+        m.pid = 0;
+    return status;
 }
 
 /* SIGTERM, which must end the process with 0 (and leak-free under LSan). */
@@ -127,13 +96,7 @@ static void stop(void)
     if (m.ch)
         vk_channel_close(m.ch);
     m.ch = NULL;
-    if (m.pid > 0) {
-        kill(m.pid, SIGTERM);
-        int status = reap(10000);
-        ck_assert_msg(status != -1, "mock provider did not stop on SIGTERM");
-        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-                      "mock provider ended with status 0x%x on SIGTERM", status);
-    }
+    harness_assert_stops(&m.pid, 10000, 10, "mock provider");
     if (m.faults[0])
         unlink(m.faults);
     m.faults[0] = '\0';
@@ -219,52 +182,21 @@ static int create(const char *name, const char *uid)
     return pod_call("CreatePod", pod_doc(name, uid, NULL, NULL), NULL);
 }
 
-static Vkc__Provider__V1__PodRef ref_of(const char *name)
-{
-    Vkc__Provider__V1__PodRef ref = VKC__PROVIDER__V1__POD_REF__INIT;
-    ref.namespace_ = "default";
-    ref.name = (char *)name;
-    return ref;
-}
-
 /* ---- JSON ---------------------------------------------------------------- */
-
-static yajl_val parse(const void *data, size_t len)
-{
-    char *copy = strndup(data, len);
-    char err[128];
-    yajl_val v = yajl_tree_parse(copy, err, sizeof err);
-    free(copy);
-    ck_assert_msg(v != NULL, "bad JSON: %s", err);
-    return v;
-}
-
-static const char *jstr(yajl_val v, const char **path)
-{
-    yajl_val s = yajl_tree_get(v, path, yajl_t_string);
-    return s ? YAJL_GET_STRING(s) : NULL;
-}
-
-static yajl_val jarr(yajl_val v, const char *key, size_t i)
-{
-    const char *path[] = {key, NULL};
-    yajl_val a = yajl_tree_get(v, path, yajl_t_array);
-    return a && i < a->u.array.len ? a->u.array.values[i] : NULL;
-}
 
 /* The status of a pod: its JSON tree (free with yajl_tree_free), NULL when
  * the call failed with *code. */
 static yajl_val status_of(const char *name, int *code)
 {
     Vkc__Provider__V1__GetPodStatusRequest req = VKC__PROVIDER__V1__GET_POD_STATUS_REQUEST__INIT;
-    Vkc__Provider__V1__PodRef ref = ref_of(name);
+    Vkc__Provider__V1__PodRef ref = harness_pod_ref(name);
     req.pod = &ref;
     Vkc__Provider__V1__GetPodStatusResponse *resp = NULL;
     *code = unary("GetPodStatus", &req.base, &vkc__provider__v1__get_pod_status_response__descriptor,
                   &resp, T, NULL);
     if (*code != VK_OK)
         return NULL;
-    yajl_val v = parse(resp->status_json.data, resp->status_json.len);
+    yajl_val v = harness_json_parse(resp->status_json.data, resp->status_json.len);
     protobuf_c_message_free_unpacked(&resp->base, NULL);
     return v;
 }
@@ -274,18 +206,12 @@ static bool has_phase(const char *name, const char *phase)
     int code;
     yajl_val v = status_of(name, &code);
     const char *path[] = {"phase", NULL};
-    bool yes = v && jstr(v, path) && strcmp(jstr(v, path), phase) == 0;
+    bool yes = v && harness_jstr(v, path) && strcmp(harness_jstr(v, path), phase) == 0;
     yajl_tree_free(v);
     return yes;
 }
 
-#define EVENTUALLY(cond, ms)                                            \
-    do {                                                                \
-        long end_ = now_ms() + (ms);                                    \
-        while (!(cond) && now_ms() < end_)                              \
-            sleep_ms(10);                                               \
-        ck_assert_msg(cond, "timed out waiting for " #cond);           \
-    } while (0)
+#define EVENTUALLY(cond, ms) HARNESS_EVENTUALLY(cond, ms, 10)
 
 static vk_call *watch_pods(void)
 {
@@ -312,9 +238,9 @@ static bool watch_until(vk_call *c, const char *uid, const char *phase)
             if (!phase) {
                 reached = ev->deleted;
             } else if (!ev->deleted) {
-                yajl_val st = parse(ev->status_json.data, ev->status_json.len);
+                yajl_val st = harness_json_parse(ev->status_json.data, ev->status_json.len);
                 const char *path[] = {"phase", NULL};
-                reached = jstr(st, path) && strcmp(jstr(st, path), phase) == 0;
+                reached = harness_jstr(st, path) && strcmp(harness_jstr(st, path), phase) == 0;
                 yajl_tree_free(st);
             }
         }
@@ -365,20 +291,20 @@ START_TEST(create_runs_pod)
     yajl_val st = status_of("web", &code);
     ck_assert_int_eq(code, VK_OK);
     const char *phase[] = {"phase", NULL}, *ip[] = {"podIP", NULL}, *host[] = {"hostIP", NULL};
-    ck_assert_str_eq(jstr(st, phase), "Running");
-    ck_assert_ptr_nonnull(jstr(st, ip));
-    ck_assert_ptr_nonnull(jstr(st, host));
-    yajl_val app = jarr(st, "containerStatuses", 0);
+    ck_assert_str_eq(harness_jstr(st, phase), "Running");
+    ck_assert_ptr_nonnull(harness_jstr(st, ip));
+    ck_assert_ptr_nonnull(harness_jstr(st, host));
+    yajl_val app = harness_jarr(st, "containerStatuses", 0);
     ck_assert_ptr_nonnull(app);
     const char *name[] = {"name", NULL}, *started[] = {"state", "running", "startedAt", NULL};
     const char *ready[] = {"ready", NULL};
-    ck_assert_str_eq(jstr(app, name), "app");
-    ck_assert_ptr_nonnull(jstr(app, started));
+    ck_assert_str_eq(harness_jstr(app, name), "app");
+    ck_assert_ptr_nonnull(harness_jstr(app, started));
     ck_assert(YAJL_IS_TRUE(yajl_tree_get(app, ready, yajl_t_any)));
-    yajl_val init = jarr(st, "initContainerStatuses", 0);
+    yajl_val init = harness_jarr(st, "initContainerStatuses", 0);
     ck_assert_ptr_nonnull(init);
     const char *reason[] = {"state", "terminated", "reason", NULL};
-    ck_assert_str_eq(jstr(init, reason), "Completed");
+    ck_assert_str_eq(harness_jstr(init, reason), "Completed");
     yajl_tree_free(st);
 
     /* Idempotent for the same uid, refused for another. */
@@ -394,10 +320,10 @@ START_TEST(create_runs_pod)
     ck_assert_int_eq(unary("GetPods", &lreq.base, &vkc__provider__v1__get_pods_response__descriptor,
                            &list, T, NULL), VK_OK);
     ck_assert_uint_eq(list->n_pods_json, 1);
-    yajl_val pod = parse(list->pods_json[0].data, list->pods_json[0].len);
+    yajl_val pod = harness_json_parse(list->pods_json[0].data, list->pods_json[0].len);
     const char *pname[] = {"metadata", "name", NULL}, *pphase[] = {"status", "phase", NULL};
-    ck_assert_str_eq(jstr(pod, pname), "web");
-    ck_assert_str_eq(jstr(pod, pphase), "Running");
+    ck_assert_str_eq(harness_jstr(pod, pname), "web");
+    ck_assert_str_eq(harness_jstr(pod, pphase), "Running");
     yajl_tree_free(pod);
     protobuf_c_message_free_unpacked(&list->base, NULL);
 
@@ -405,14 +331,14 @@ START_TEST(create_runs_pod)
     ck_assert_int_eq(pod_call("UpdatePod", pod_doc("web", "u1", NULL, ",\"labels\":{\"v\":\"2\"}"), NULL),
                      VK_OK);
     Vkc__Provider__V1__GetPodRequest greq = VKC__PROVIDER__V1__GET_POD_REQUEST__INIT;
-    Vkc__Provider__V1__PodRef ref = ref_of("web");
+    Vkc__Provider__V1__PodRef ref = harness_pod_ref("web");
     greq.pod = &ref;
     Vkc__Provider__V1__GetPodResponse *got = NULL;
     ck_assert_int_eq(unary("GetPod", &greq.base, &vkc__provider__v1__get_pod_response__descriptor,
                            &got, T, NULL), VK_OK);
-    pod = parse(got->pod_json.data, got->pod_json.len);
+    pod = harness_json_parse(got->pod_json.data, got->pod_json.len);
     const char *label[] = {"metadata", "labels", "v", NULL};
-    ck_assert_str_eq(jstr(pod, label), "2");
+    ck_assert_str_eq(harness_jstr(pod, label), "2");
     yajl_tree_free(pod);
     protobuf_c_message_free_unpacked(&got->base, NULL);
     ck_assert_int_eq(pod_call("UpdatePod", pod_doc("nope", "u9", NULL, NULL), NULL), VK_NOT_FOUND);
@@ -436,8 +362,9 @@ START_TEST(start_delay_shows_pending)
     yajl_val st = status_of("slow", &code);
     const char *phase[] = {"phase", NULL};
     const char *waiting[] = {"state", "waiting", "reason", NULL};
-    ck_assert_str_eq(jstr(st, phase), "Pending");
-    ck_assert_str_eq(jstr(jarr(st, "containerStatuses", 0), waiting), "ContainerCreating");
+    ck_assert_str_eq(harness_jstr(st, phase), "Pending");
+    ck_assert_str_eq(harness_jstr(harness_jarr(st, "containerStatuses", 0), waiting),
+                     "ContainerCreating");
     yajl_tree_free(st);
     ck_assert(watch_until(c, "u1", "Running")); /* pushed, not polled */
     end_call(c);
@@ -470,17 +397,17 @@ START_TEST(exit_code_annotation)
     int code;
     yajl_val st = status_of("never", &code);
     const char *exit_code[] = {"state", "terminated", "exitCode", NULL};
-    yajl_val ec = yajl_tree_get(jarr(st, "containerStatuses", 0), exit_code, yajl_t_number);
+    yajl_val ec = yajl_tree_get(harness_jarr(st, "containerStatuses", 0), exit_code, yajl_t_number);
     ck_assert_ptr_nonnull(ec);
     ck_assert_int_eq(YAJL_GET_INTEGER(ec), 3);
     yajl_tree_free(st);
 
     /* Always: it keeps running, restarting. */
-    sleep_ms(200);
+    harness_sleep_ms(200);
     st = status_of("always", &code);
     const char *phase[] = {"phase", NULL}, *restarts[] = {"restartCount", NULL};
-    ck_assert_str_eq(jstr(st, phase), "Running");
-    yajl_val rc = yajl_tree_get(jarr(st, "containerStatuses", 0), restarts, yajl_t_number);
+    ck_assert_str_eq(harness_jstr(st, phase), "Running");
+    yajl_val rc = yajl_tree_get(harness_jarr(st, "containerStatuses", 0), restarts, yajl_t_number);
     ck_assert_int_ge(YAJL_GET_INTEGER(rc), 2);
     yajl_tree_free(st);
 
@@ -521,8 +448,8 @@ static const char *condition(yajl_val conds, const char *type)
 {
     const char *t[] = {"type", NULL}, *s[] = {"status", NULL};
     for (size_t i = 0; i < conds->u.array.len; i++)
-        if (strcmp(jstr(conds->u.array.values[i], t), type) == 0)
-            return jstr(conds->u.array.values[i], s);
+        if (strcmp(harness_jstr(conds->u.array.values[i], t), type) == 0)
+            return harness_jstr(conds->u.array.values[i], s);
     return NULL;
 }
 
@@ -539,14 +466,14 @@ START_TEST(node_and_conditions)
         ck_assert_msg(found, "capacity %s=%s missing", want[i][0], want[i][1]);
     }
     ck_assert_str_eq(n->operating_system, "linux");
-    yajl_val info = parse(n->node_info_json.data, n->node_info_json.len);
+    yajl_val info = harness_json_parse(n->node_info_json.data, n->node_info_json.len);
     const char *image[] = {"osImage", NULL}, *rt[] = {"containerRuntimeVersion", NULL};
     const char *kernel[] = {"kernelVersion", NULL};
-    ck_assert_str_eq(jstr(info, image), "vkc mock");
-    ck_assert_ptr_nonnull(strstr(jstr(info, rt), "mock://"));
-    ck_assert_ptr_nonnull(jstr(info, kernel));
+    ck_assert_str_eq(harness_jstr(info, image), "vkc mock");
+    ck_assert_ptr_nonnull(strstr(harness_jstr(info, rt), "mock://"));
+    ck_assert_ptr_nonnull(harness_jstr(info, kernel));
     yajl_tree_free(info);
-    yajl_val conds = parse(n->conditions_json.data, n->conditions_json.len);
+    yajl_val conds = harness_json_parse(n->conditions_json.data, n->conditions_json.len);
     ck_assert_str_eq(condition(conds, "Ready"), "True");
     ck_assert_str_eq(condition(conds, "DiskPressure"), "False");
     ck_assert_str_eq(condition(conds, "PIDPressure"), "False");
@@ -563,7 +490,7 @@ START_TEST(node_and_conditions)
     write_file(m.faults, "condition DiskPressure True\n");
     kill(m.pid, SIGHUP);
     ck_assert_int_eq(vk_call_recv(c, &vkc__provider__v1__node__descriptor, (ProtobufCMessage **)&n), 1);
-    conds = parse(n->conditions_json.data, n->conditions_json.len);
+    conds = harness_json_parse(n->conditions_json.data, n->conditions_json.len);
     ck_assert_str_eq(condition(conds, "DiskPressure"), "True");
     ck_assert_str_eq(condition(conds, "Ready"), "True");
     yajl_tree_free(conds);
@@ -584,7 +511,7 @@ static vk_call *logs_call(const char *pod, const char *ctr, long tail, long limi
 {
     Vkc__Provider__V1__GetContainerLogsRequest req =
         VKC__PROVIDER__V1__GET_CONTAINER_LOGS_REQUEST__INIT;
-    Vkc__Provider__V1__PodRef ref = ref_of(pod);
+    Vkc__Provider__V1__PodRef ref = harness_pod_ref(pod);
     Vkc__Provider__V1__Int64Value t = VKC__PROVIDER__V1__INT64_VALUE__INIT;
     Vkc__Provider__V1__Int64Value l = VKC__PROVIDER__V1__INT64_VALUE__INIT;
     req.pod = &ref;
@@ -634,7 +561,7 @@ START_TEST(logs_tail_limit_follow)
 {
     start(NULL, "--log-interval", "50", NULL);
     ck_assert_int_eq(create("chatty", "u1"), VK_OK);
-    sleep_ms(400);
+    harness_sleep_ms(400);
 
     text *t = calloc(1, sizeof *t);
     vk_call *c = logs_call("chatty", "app", 2, -1, false);
@@ -654,10 +581,10 @@ START_TEST(logs_tail_limit_follow)
     /* Follow: new lines keep coming until the reader cancels. */
     memset(t, 0, sizeof *t);
     c = logs_call("chatty", "app", 0, -1, true);
-    long began = now_ms();
+    long began = harness_now_ms();
     recv_logs(c, t, 3);
     ck_assert_int_eq(count_lines(t), 3);
-    ck_assert_int_lt(now_ms() - began, 2000);
+    ck_assert_int_lt(harness_now_ms() - began, 2000);
     vk_call_cancel(c);
     ck_assert_int_eq(vk_call_finish(c, NULL), VK_CANCELLED);
     vk_call_free(c);
@@ -702,7 +629,7 @@ typedef struct exec_result {
 static vk_call *exec_start(const char *method, const char *const *cmd, size_t n, bool in, bool tty)
 {
     Vkc__Provider__V1__ExecStart st = VKC__PROVIDER__V1__EXEC_START__INIT;
-    Vkc__Provider__V1__PodRef ref = ref_of("box");
+    Vkc__Provider__V1__PodRef ref = harness_pod_ref("box");
     Vkc__Provider__V1__TerminalSize size = VKC__PROVIDER__V1__TERMINAL_SIZE__INIT;
     st.pod = &ref;
     st.container = "app";
@@ -841,12 +768,12 @@ START_TEST(exec_builtins)
     const char *sleep_[] = {"sleep", "30"};
     vk_call *c = exec_start("ExecInContainer", sleep_, 2, false, false);
     vk_call_close_send(c);
-    sleep_ms(100);
-    long began = now_ms();
+    harness_sleep_ms(100);
+    long began = harness_now_ms();
     vk_call_cancel(c);
     ck_assert_int_eq(vk_call_finish(c, NULL), VK_CANCELLED);
     vk_call_free(c);
-    ck_assert_int_lt(now_ms() - began, 2000);
+    ck_assert_int_lt(harness_now_ms() - began, 2000);
 
     /* Unknown pod: an error status, no exit. */
     ck_assert_int_eq(pod_call("DeletePod", pod_doc("box", "ub", NULL, NULL), NULL), VK_OK);
@@ -905,7 +832,7 @@ START_TEST(attach_and_port_forward)
 
     c = vk_call_start(m.ch, P "PortForward", 10000);
     Vkc__Provider__V1__PortForwardStart st = VKC__PROVIDER__V1__PORT_FORWARD_START__INIT;
-    Vkc__Provider__V1__PodRef ref = ref_of("box");
+    Vkc__Provider__V1__PodRef ref = harness_pod_ref("box");
     st.pod = &ref;
     st.port = 8080;
     Vkc__Provider__V1__PortForwardInput in = VKC__PROVIDER__V1__PORT_FORWARD_INPUT__INIT;
@@ -946,17 +873,17 @@ START_TEST(stats_and_metrics)
     ck_assert_int_eq(unary("GetStatsSummary", &sreq.base,
                            &vkc__provider__v1__get_stats_summary_response__descriptor, &s, T, NULL),
                      VK_OK);
-    yajl_val sum = parse(s->summary_json.data, s->summary_json.len);
+    yajl_val sum = harness_json_parse(s->summary_json.data, s->summary_json.len);
     const char *mem[] = {"node", "memory", "workingSetBytes", NULL};
     ck_assert_ptr_nonnull(yajl_tree_get(sum, mem, yajl_t_number));
-    yajl_val pod = jarr(sum, "pods", 0);
+    yajl_val pod = harness_jarr(sum, "pods", 0);
     ck_assert_ptr_nonnull(pod);
     const char *name[] = {"podRef", "name", NULL}, *uid[] = {"podRef", "uid", NULL};
     const char *cpu[] = {"cpu", "usageNanoCores", NULL}, *cname[] = {"name", NULL};
-    ck_assert_str_eq(jstr(pod, name), "busy");
-    ck_assert_str_eq(jstr(pod, uid), "uid-busy");
+    ck_assert_str_eq(harness_jstr(pod, name), "busy");
+    ck_assert_str_eq(harness_jstr(pod, uid), "uid-busy");
     ck_assert_ptr_nonnull(yajl_tree_get(pod, cpu, yajl_t_number));
-    ck_assert_str_eq(jstr(jarr(pod, "containers", 0), cname), "app");
+    ck_assert_str_eq(harness_jstr(harness_jarr(pod, "containers", 0), cname), "app");
     yajl_tree_free(sum);
     protobuf_c_message_free_unpacked(&s->base, NULL);
 
@@ -992,7 +919,7 @@ START_TEST(fault_error_and_reload)
     EVENTUALLY(ping(T) == VK_NOT_FOUND, 3000);
     write_file(m.faults, "error Ping BOGUS\n");
     kill(m.pid, SIGHUP);
-    sleep_ms(200);
+    harness_sleep_ms(200);
     ck_assert_int_eq(ping(T), VK_NOT_FOUND);
     write_file(m.faults, "");
     kill(m.pid, SIGHUP);
@@ -1004,13 +931,13 @@ END_TEST
 START_TEST(fault_delay)
 {
     start("delay GetNode 300\n", NULL);
-    long began = now_ms();
+    long began = harness_now_ms();
     Vkc__Provider__V1__Node *n = get_node();
-    ck_assert_int_ge(now_ms() - began, 300);
+    ck_assert_int_ge(harness_now_ms() - began, 300);
     protobuf_c_message_free_unpacked(&n->base, NULL);
-    began = now_ms();
+    began = harness_now_ms();
     ck_assert_int_eq(ping(T), VK_OK);
-    ck_assert_int_lt(now_ms() - began, 300);
+    ck_assert_int_lt(harness_now_ms() - began, 300);
     stop();
 }
 END_TEST
@@ -1018,9 +945,9 @@ END_TEST
 START_TEST(fault_hang)
 {
     start("hang Ping\n", NULL);
-    long began = now_ms();
+    long began = harness_now_ms();
     ck_assert_int_eq(ping(300), VK_DEADLINE_EXCEEDED);
-    ck_assert_int_lt(now_ms() - began, 2000);
+    ck_assert_int_lt(harness_now_ms() - began, 2000);
     ck_assert_int_eq(create("a", "u1"), VK_OK);
     stop(); /* and it still stops cleanly */
 }
@@ -1074,10 +1001,10 @@ START_TEST(sigterm_with_open_streams)
     vk_call *logs = logs_call("box", "app", 0, -1, true);
     const char *cat[] = {"cat"};
     vk_call *ex = exec_start("ExecInContainer", cat, 1, true, false);
-    sleep_ms(200);
-    long began = now_ms();
+    harness_sleep_ms(200);
+    long began = harness_now_ms();
     stop();
-    ck_assert_int_lt(now_ms() - began, 5000);
+    ck_assert_int_lt(harness_now_ms() - began, 5000);
     end_call(logs);
     end_call(ex);
 }

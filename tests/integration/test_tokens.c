@@ -21,7 +21,6 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <glob.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -42,14 +41,14 @@
 #include "log.h"
 #include "provider.pb-c.h"
 #include "rpc.h"
+#include "harness.h"
 
 #define CORE "/vkc.provider.v1.Core/"
 #define TOLERATION \
     "{\"key\":\"virtual-kubelet.io/provider\",\"operator\":\"Exists\",\"effect\":\"NoSchedule\"}"
 
-static char cluster_dir[PATH_MAX];
+static harness_cluster cluster;
 static char kubectl[PATH_MAX];
-static char admin_kubeconfig[PATH_MAX + 32];
 static char node_kubeconfig[PATH_MAX];
 static char ca_cert[PATH_MAX], kubelet_cert[PATH_MAX], kubelet_key[PATH_MAX];
 static char node[64];
@@ -84,53 +83,6 @@ static double now_s(void)
         }                                           \
     } while (0)
 
-/* Start argv; its stdout and stderr go to the file out_path, or into a
- * pipe whose read end is *fd. */
-static pid_t spawn(char *const argv[], const char *out_path, int *fd)
-{
-    int p[2] = {-1, -1};
-    if (fd && pipe2(p, O_CLOEXEC) < 0)
-        return -1;
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(126);
-        int out = fd ? p[1] : open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (out < 0)
-            _exit(126);
-        dup2(out, STDOUT_FILENO);
-        dup2(out, STDERR_FILENO);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    if (fd) {
-        close(p[1]);
-        *fd = p[0];
-    }
-    return pid;
-}
-
-/* Run argv to the end, its output into out. The exit status, or -1. */
-static int run(char *const argv[], vk_buf *out)
-{
-    int fd;
-    pid_t pid = spawn(argv, NULL, &fd);
-    if (pid < 0)
-        return -1;
-    char buf[4096];
-    ssize_t n;
-    while ((n = read(fd, buf, sizeof buf)) > 0)
-        vk_buf_append(out, buf, (size_t)n);
-    close(fd);
-    int st;
-    waitpid(pid, &st, 0);
-    if (!out->data)
-        vk_buf_puts(out, "");
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* kubectl as admin; arguments NULL-terminated. out is reset first. */
 static int kctl(vk_buf *out, ...)
 {
@@ -138,7 +90,7 @@ static int kctl(vk_buf *out, ...)
     int n = 0;
     argv[n++] = kubectl;
     argv[n++] = "--kubeconfig";
-    argv[n++] = admin_kubeconfig;
+    argv[n++] = cluster.admin_kubeconfig;
     argv[n++] = "--request-timeout=20s";
     va_list ap;
     va_start(ap, out);
@@ -148,7 +100,7 @@ static int kctl(vk_buf *out, ...)
     va_end(ap);
     argv[n] = NULL;
     vk_buf_reset(out);
-    return run(argv, out);
+    return harness_run(argv, out);
 }
 
 static void write_file(const char *path, const char *text)
@@ -170,13 +122,6 @@ static int kctl_create(const char *doc, vk_buf *out)
     unlink(path);
     return rc;
 }
-
-static const char *bin_dir(void)
-{
-    const char *d = getenv("VKC_BIN_DIR");
-    return d && *d ? d : "build/bin";
-}
-
 static int free_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -321,8 +266,8 @@ static void pod_uid(const char *name, char *out_uid, size_t len)
 START_TEST(core_starts)
 {
     char core[PATH_MAX], mock[PATH_MAX], socket_dir[128], port[16];
-    snprintf(core, sizeof core, "%s/vkc-core", bin_dir());
-    snprintf(mock, sizeof mock, "%s/vkc-provider-mock", bin_dir());
+    snprintf(core, sizeof core, "%s/vkc-core", harness_bin_dir());
+    snprintf(mock, sizeof mock, "%s/vkc-provider-mock", harness_bin_dir());
     ck_assert_msg(access(core, X_OK) == 0 && access(mock, X_OK) == 0,
                   "%s or %s missing: build them first", core, mock);
 
@@ -341,7 +286,7 @@ START_TEST(core_starts)
                     "--node-ip", "127.0.0.1", "--tls-cert-file", kubelet_cert,
                     "--tls-private-key-file", kubelet_key, "--client-ca-file", ca_cert,
                     "--log-level", "debug", "--provider-cmd", mock, NULL};
-    core_pid = spawn(argv, core_log, NULL);
+    core_pid = harness_spawn(argv, core_log, NULL);
     ck_assert_int_gt(core_pid, 0);
 
     char target[160];
@@ -540,77 +485,6 @@ START_TEST(core_stops_cleanly)
     vk_buf_free(&text);
 }
 END_TEST
-
-/* ---- the cluster ------------------------------------------------------------------- */
-
-static int env_value(const char *file, const char *var, char *out, size_t outlen)
-{
-    FILE *f = fopen(file, "r");
-    if (!f)
-        return -1;
-    char line[4096];
-    size_t vlen = strlen(var);
-    int rc = -1;
-    while (fgets(line, sizeof line, f)) {
-        const char *p = line;
-        if (strncmp(p, "export ", 7) == 0)
-            p += 7;
-        if (strncmp(p, var, vlen) != 0 || p[vlen] != '=')
-            continue;
-        p += vlen + 1;
-        size_t n = 0;
-        for (; *p && *p != '\n' && n + 1 < outlen; p++) {
-            if (*p == '\\' && p[1])
-                p++;
-            out[n++] = *p;
-        }
-        out[n] = '\0';
-        rc = 0;
-    }
-    fclose(f);
-    return rc;
-}
-
-static int run_script(const char *script, const char *arg)
-{
-    char *argv[] = {(char *)script, (char *)arg, NULL};
-    vk_buf out = VK_BUF_INIT;
-    int rc = run(argv, &out);
-    if (rc != 0)
-        fprintf(stderr, "%s %s:\n%s\n", script, arg, out.data);
-    vk_buf_free(&out);
-    return rc;
-}
-
-static int find_k8s_bin(char *out, size_t outlen)
-{
-    const char *bin = getenv("VKC_K8S_BIN");
-    char probe[PATH_MAX];
-    if (bin && *bin) {
-        snprintf(probe, sizeof probe, "%s/kube-apiserver", bin);
-        if (access(probe, X_OK) != 0)
-            return -1;
-        snprintf(out, outlen, "%s", bin);
-        return 0;
-    }
-    const char *cache = getenv("VKC_CACHE");
-    snprintf(probe, sizeof probe, "%s/k8s-*/bin/kube-apiserver",
-             cache && *cache ? cache : "/var/cache/vkc");
-    glob_t g;
-    if (glob(probe, 0, NULL, &g) != 0)
-        return -1;
-    int rc = -1;
-    for (size_t i = g.gl_pathc; i-- > 0 && rc < 0;) {
-        if (access(g.gl_pathv[i], X_OK) == 0) {
-            snprintf(out, outlen, "%s", g.gl_pathv[i]);
-            *strrchr(out, '/') = '\0';
-            rc = 0;
-        }
-    }
-    globfree(&g);
-    return rc;
-}
-
 /* Whatever the cases left: the core, the namespace, the node it made. */
 static void clean_up(bool failed)
 {
@@ -623,7 +497,7 @@ static void clean_up(bool failed)
     if (failed && core_log[0]) {
         char *tail[] = {"/usr/bin/tail", "-n", "60", core_log, NULL};
         vk_buf out = VK_BUF_INIT;
-        run(tail, &out);
+        harness_run(tail, &out);
         fprintf(stderr, "---- last lines of %s ----\n%s\n", core_log, out.data);
         vk_buf_free(&out);
     }
@@ -635,7 +509,7 @@ static void clean_up(bool failed)
         kctl(&out, "-n", "kube-node-lease", "delete", "lease", node, "--ignore-not-found", NULL);
     }
     char *rm[] = {"/bin/rm", "-rf", tmp, NULL};
-    run(rm, &out);
+    harness_run(rm, &out);
     vk_buf_free(&out);
     free(first_token);
 }
@@ -661,44 +535,21 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     vk_log_set_component("test");
 
-    char own_dir[] = "/tmp/vkc-tokens-cluster-XXXXXX";
-    bool own = false;
-    const char *dir = getenv("VKC_CLUSTER_DIR");
-    if (!dir || !*dir) {
-        char bin[PATH_MAX];
-        if (find_k8s_bin(bin, sizeof bin) < 0) {
-            fprintf(stderr, "FAIL: no Kubernetes binaries (set VKC_CLUSTER_DIR to a running "
-                            "cluster, or build them: tests/cluster/build.sh, ~15-30 min)\n");
-            return EXIT_FAILURE;
-        }
-        if (!mkdtemp(own_dir)) {
-            perror("mkdtemp");
-            return EXIT_FAILURE;
-        }
-        setenv("VKC_K8S_BIN", bin, 1);
-        own = true;
-        dir = own_dir;
-        fprintf(stderr, "bringing up a cluster in %s\n", dir);
-        if (run_script("tests/cluster/up.sh", dir) != 0) {
-            fprintf(stderr, "FAIL: tests/cluster/up.sh %s failed (logs in %s/logs)\n", dir, dir);
-            run_script("tests/cluster/down.sh", dir);
-            return EXIT_FAILURE;
-        }
-    }
-    snprintf(cluster_dir, sizeof cluster_dir, "%s", dir);
-    char envfile[PATH_MAX + 8];
-    snprintf(envfile, sizeof envfile, "%s/env", cluster_dir);
-    snprintf(admin_kubeconfig, sizeof admin_kubeconfig, "%s/admin.kubeconfig", cluster_dir);
+    if (harness_cluster_up(&cluster, "vkc-tokens-cluster") < 0)
+        return EXIT_FAILURE;
     snprintf(tmp, sizeof tmp, "/tmp/vkc-tokens-XXXXXX");
     int rc = EXIT_FAILURE;
-    if (env_value(envfile, "VKC_KUBECTL", kubectl, sizeof kubectl) < 0 ||
-        env_value(envfile, "VKC_NODE_NAME", node, sizeof node) < 0 ||
-        env_value(envfile, "VKC_NODE_KUBECONFIG", node_kubeconfig, sizeof node_kubeconfig) < 0 ||
-        env_value(envfile, "VKC_CA_CERT", ca_cert, sizeof ca_cert) < 0 ||
-        env_value(envfile, "VKC_NODE_KUBELET_CERT", kubelet_cert, sizeof kubelet_cert) < 0 ||
-        env_value(envfile, "VKC_NODE_KUBELET_KEY", kubelet_key, sizeof kubelet_key) < 0) {
+    if (harness_cluster_env(&cluster, "VKC_KUBECTL", kubectl, sizeof kubectl) < 0 ||
+        harness_cluster_env(&cluster, "VKC_NODE_NAME", node, sizeof node) < 0 ||
+        harness_cluster_env(&cluster, "VKC_NODE_KUBECONFIG", node_kubeconfig,
+                            sizeof node_kubeconfig) < 0 ||
+        harness_cluster_env(&cluster, "VKC_CA_CERT", ca_cert, sizeof ca_cert) < 0 ||
+        harness_cluster_env(&cluster, "VKC_NODE_KUBELET_CERT", kubelet_cert,
+                            sizeof kubelet_cert) < 0 ||
+        harness_cluster_env(&cluster, "VKC_NODE_KUBELET_KEY", kubelet_key,
+                            sizeof kubelet_key) < 0) {
         fprintf(stderr, "FAIL: %s lacks VKC_KUBECTL, VKC_NODE_NAME, the node kubeconfig or "
-                        "the kubelet cert\n", envfile);
+                        "the kubelet cert\n", cluster.env);
     } else if (!mkdtemp(tmp)) {
         perror("mkdtemp");
     } else {
@@ -711,11 +562,6 @@ int main(void)
         clean_up(rc != EXIT_SUCCESS);
         vk_rpc_shutdown();
     }
-    if (own && run_script("tests/cluster/down.sh", own_dir) == 0) {
-        char *rm[] = {"/bin/rm", "-rf", own_dir, NULL};
-        vk_buf out = VK_BUF_INIT;
-        run(rm, &out);
-        vk_buf_free(&out);
-    }
+    harness_cluster_down(&cluster);
     return rc;
 }
