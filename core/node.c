@@ -12,6 +12,7 @@
 #include "node.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <ifaddrs.h>
 #include <net/if.h>
@@ -1114,6 +1115,37 @@ static void provider_gone(node *n)
     n->pc = NULL;
 }
 
+/* The provider's name as a label value, the taint's value: at most 63 of
+ * [A-Za-z0-9._-], alphanumeric at both ends. Anything else is replaced by
+ * '-' (and trimmed), so a provider called "my provider" cannot keep the
+ * Node from ever registering (the API server refuses an invalid taint). */
+static char *label_value(const char *name)
+{
+    char *v = strndup(name ? name : "", 63);
+    if (!v)
+        return NULL;
+    for (char *p = v; *p; p++)
+        if (!isalnum((unsigned char)*p) && !strchr("._-", *p))
+            *p = '-';
+    size_t start = 0, len = strlen(v);
+    while (start < len && !isalnum((unsigned char)v[start]))
+        start++;
+    while (len > start && !isalnum((unsigned char)v[len - 1]))
+        len--;
+    memmove(v, v + start, len - start);
+    v[len - start] = '\0';
+    if (!*v) {
+        free(v);
+        v = strdup("provider");
+    }
+    if (v && strcmp(v, name ? name : "") != 0) {
+        char name_v[LOGVAL_MAX];
+        vk_warn("the provider's name is not a label value; the taint uses a cleaned copy",
+                "name=%s taint=%s", logval(name_v, sizeof name_v, name ? name : ""), v);
+    }
+    return v;
+}
+
 static void on_provider_up(void *ud, provider_client *pc, const pc_info *info)
 {
     node *n = ud;
@@ -1121,7 +1153,7 @@ static void on_provider_up(void *ud, provider_client *pc, const pc_info *info)
         return;
     if (n->provider_up)
         provider_gone(n);
-    char *name = dup_str(info->name);
+    char *name = label_value(info->name);
     if (name) {
         free(n->provider_name);
         n->provider_name = name;

@@ -260,9 +260,13 @@ static int phase_rank(const char *phase)
     return -1;
 }
 
+/* A status without a phase, or with one Kubernetes does not know, never
+ * replaces a known phase: a provider's empty {} must not erase Running. */
 static bool goes_backwards(const char *api, const char *want)
 {
     int a = phase_rank(api);
+    if (a >= 0 && phase_rank(want) < 0)
+        return true;
     if (a == 2)
         return !want || strcmp(api, want) != 0;
     return a == 1 && phase_rank(want) == 0;

@@ -48,6 +48,12 @@ struct rc_session {
     bool start_due; /* SPDY: every stream is there, on_start not yet run */
     bool user_paused; /* rc_pause_input */
     bool started, finished, gone, stdin_closed;
+    /* SPDY: stdin (and its end) that arrived before the last stream opened
+     * and so before on_start. spdystream buffers such data for the
+     * kubelet; input cannot pause here without also holding back the
+     * SYN_STREAM that would start the command. */
+    vk_buf early_stdin;
+    bool early_close;
 
     /* resize channel: bytes of the JSON object being collected */
     char resize[RESIZE_MAX + 1];
@@ -229,10 +235,18 @@ static void gone(rc_session *rc)
     rc->cb.on_gone(rc->user);
 }
 
+/* Bytes of stdin held before the command starts: a client that sends more
+ * before opening its last stream is not one kubectl would be. */
+#define EARLY_STDIN_MAX (64u << 10)
+
 static void stdin_close(rc_session *rc)
 {
-    if (rc->stdin_closed || rc->gone || rc->finished)
+    if (!rc->want[CH_STDIN] || rc->stdin_closed || rc->gone || rc->finished)
         return;
+    if (!rc->started) {
+        rc->early_close = true;
+        return;
+    }
     rc->stdin_closed = true;
     rc->cb.on_stdin_close(rc->user);
 }
@@ -241,6 +255,14 @@ static void stdin_data(rc_session *rc, const uint8_t *data, size_t len)
 {
     if (!rc->want[CH_STDIN] || rc->stdin_closed || rc->gone || rc->finished || !len)
         return;
+    if (!rc->started) {
+        if (rc->early_close)
+            return;
+        if (rc->early_stdin.len + len > EARLY_STDIN_MAX ||
+            vk_buf_append(&rc->early_stdin, data, len) < 0)
+            rc_abort(rc, "too much stdin before the command started");
+        return;
+    }
     rc->cb.on_stdin(rc->user, data, len);
 }
 
@@ -541,6 +563,7 @@ void rc_free(rc_session *rc)
         return;
     spdy_session_free(rc->spdy);
     ws_session_free(rc->ws);
+    vk_buf_free(&rc->early_stdin);
     free(rc);
 }
 
@@ -559,6 +582,11 @@ static bool start_if_due(rc_session *rc)
     if (rc->spdy)
         spdy_pause_input(rc->spdy, rc->user_paused);
     rc->cb.on_start(rc->user);
+    if (rc->early_stdin.len && !rc->gone && !rc->finished)
+        rc->cb.on_stdin(rc->user, (const uint8_t *)rc->early_stdin.data, rc->early_stdin.len);
+    vk_buf_free(&rc->early_stdin);
+    if (rc->early_close)
+        stdin_close(rc);
     return true;
 }
 

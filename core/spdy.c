@@ -894,7 +894,8 @@ void spdy_pause_input(spdy_session *s, bool paused)
 
 size_t spdy_output(const spdy_session *s, const uint8_t **data)
 {
-    *data = (const uint8_t *)s->out.data + s->out_off;
+    /* Nothing queued yet: out.data is NULL, and NULL + 0 is undefined. */
+    *data = s->out.data ? (const uint8_t *)s->out.data + s->out_off : NULL;
     return pending(s);
 }
 

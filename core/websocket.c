@@ -296,7 +296,8 @@ size_t ws_feed(ws_session *ws, const uint8_t *data, size_t len)
 
 size_t ws_output(const ws_session *ws, const uint8_t **data)
 {
-    *data = (const uint8_t *)ws->out.data + ws->out_off;
+    /* Nothing queued yet: out.data is NULL, and NULL + 0 is undefined. */
+    *data = ws->out.data ? (const uint8_t *)ws->out.data + ws->out_off : NULL;
     return pending(ws);
 }
 
