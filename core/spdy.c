@@ -937,7 +937,8 @@ int spdy_data(spdy_session *s, uint32_t id, const void *data, size_t len, bool f
             fail(s, SPDY_GOAWAY_INTERNAL_ERROR, "out of memory");
             return -1;
         }
-        p += n;
+        if (n) /* a bare FIN comes with data NULL: NULL + 0 is undefined */
+            p += n;
         len -= n;
     } while (len > 0);
     if (fin) {
