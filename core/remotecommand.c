@@ -54,6 +54,8 @@ struct rc_session {
      * SYN_STREAM that would start the command. */
     vk_buf early_stdin;
     bool early_close;
+    uint16_t early_width, early_height; /* the last size before on_start */
+    bool early_resize;
 
     /* resize channel: bytes of the JSON object being collected */
     char resize[RESIZE_MAX + 1];
@@ -266,6 +268,19 @@ static void stdin_data(rc_session *rc, const uint8_t *data, size_t len)
     rc->cb.on_stdin(rc->user, data, len);
 }
 
+/* A terminal size sent before the command starts is held (the latest
+ * wins), so the command starts at the client's size, not a default. */
+static void resize(rc_session *rc, uint16_t width, uint16_t height)
+{
+    if (!rc->started) {
+        rc->early_width = width;
+        rc->early_height = height;
+        rc->early_resize = true;
+        return;
+    }
+    rc->cb.on_resize(rc->user, width, height);
+}
+
 static void resize_object(rc_session *rc)
 {
     char err[128];
@@ -290,7 +305,7 @@ static void resize_object(rc_session *rc)
      * good comes of that. */
     ok = ok && any;
     if (ok && !rc->gone && !rc->finished)
-        rc->cb.on_resize(rc->user, (uint16_t)size[0], (uint16_t)size[1]);
+        resize(rc, (uint16_t)size[0], (uint16_t)size[1]);
     else if (!ok)
         vk_debug("ignoring malformed resize message", "error=\"%s\"", v ? "not a terminal size" : err);
     yajl_tree_free(v);
@@ -582,6 +597,8 @@ static bool start_if_due(rc_session *rc)
     if (rc->spdy)
         spdy_pause_input(rc->spdy, rc->user_paused);
     rc->cb.on_start(rc->user);
+    if (rc->early_resize && !rc->gone && !rc->finished)
+        rc->cb.on_resize(rc->user, rc->early_width, rc->early_height);
     if (rc->early_stdin.len && !rc->gone && !rc->finished)
         rc->cb.on_stdin(rc->user, (const uint8_t *)rc->early_stdin.data, rc->early_stdin.len);
     vk_buf_free(&rc->early_stdin);
