@@ -41,6 +41,8 @@ say "starting vkc-core as system:node:$node (log: $dir/core.log)"
     --client-ca-file "$VKC_CA_CERT" --authentication-token-webhook \
     --provider-cmd "$build/bin/vkc-provider-mock" 2>"$dir/core.log" &
 core=$!
+# kubectl wait fails at once on a Node that does not exist yet.
+for _ in $(seq 1 120); do "${kubectl[@]}" get node "$node" >/dev/null 2>&1 && break; sleep 0.5; done
 "${kubectl[@]}" wait --for=condition=Ready "node/$node" --timeout=60s >/dev/null
 "${kubectl[@]}" get nodes -o wide
 

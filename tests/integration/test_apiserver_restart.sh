@@ -40,6 +40,8 @@ port=$((20000 + $$ % 10000))
     --client-ca-file "$VKC_CA_CERT" \
     --provider-cmd "$build/bin/vkc-provider-mock" 2>"$dir/core.log" &
 core=$!
+# kubectl wait fails at once on a Node that does not exist yet.
+for _ in $(seq 1 120); do "${k[@]}" get node "$VKC_NODE_NAME" >/dev/null 2>&1 && break; sleep 0.5; done
 "${k[@]}" wait --for=condition=Ready "node/$VKC_NODE_NAME" --timeout=60s >/dev/null ||
     fail "the node never became Ready"
 

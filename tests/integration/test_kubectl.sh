@@ -39,6 +39,8 @@ fail() {
     --client-ca-file "$VKC_CA_CERT" \
     --provider-cmd "$build/bin/vkc-provider-mock --log-interval 200" 2>"$dir/core.log" &
 core=$!
+# kubectl wait fails at once on a Node that does not exist yet.
+for _ in $(seq 1 120); do "${k[@]}" get node "$node" >/dev/null 2>&1 && break; sleep 0.5; done
 "${k[@]}" wait --for=condition=Ready "node/$node" --timeout=60s >/dev/null || fail "node not Ready"
 "${k[@]}" apply -f - >/dev/null <<EOF
 {"apiVersion":"v1","kind":"Pod","metadata":{"name":"$pod"},
