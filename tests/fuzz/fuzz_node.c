@@ -21,8 +21,8 @@
  * label keys and values (Kubernetes' rules, written out again here) and
  * allowed to a node by NodeRestriction; the taint's value is a valid label
  * value; the status has exactly one Ready condition, every condition a
- * type and a status, addresses as a list and the configured
- * kubeletVersion.
+ * type and a status of True, False or Unknown, addresses as a list and
+ * the configured kubeletVersion.
  */
 #include <string.h>
 
