@@ -30,6 +30,7 @@
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
@@ -392,7 +393,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(client >= 0 && setsockopt(client, SOL_SOCKET, SO_LINGER, &reset, sizeof reset) == 0);
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)http_server_port(srv))};
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    FUZZ_CHECK(connect(client, (struct sockaddr *)&addr, sizeof addr) == 0);
+    if (connect(client, (struct sockaddr *)&addr, sizeof addr) != 0) {
+        /* Say why: a leak of descriptors or loopback ports shows here. */
+        perror("fuzz_http: connect");
+        abort();
+    }
     FUZZ_CHECK(write(client, "!", 1) == 1);
     for (int i = 0; i < 100 && !tls.open; i++)
         ev_run(loop, EVRUN_NOWAIT);

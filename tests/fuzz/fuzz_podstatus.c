@@ -253,7 +253,11 @@ static void write_reversed(vk_json_writer *w, yajl_val v)
     } else if (YAJL_IS_OBJECT(v)) {
         vk_jw_map_open(w);
         for (size_t i = v->u.object.len; i-- > 0;) {
-            vk_jw_str(w, v->u.object.keys[i]);
+            /* As vk_jw_tree writes keys: byte for byte (vk_jw_str would
+             * replace what it does not take for UTF-8, such as the overlong
+             * forms yajl's parser lets through). */
+            const char *k = v->u.object.keys[i];
+            vk_jw_check(w, yajl_gen_string(w->g, (const unsigned char *)k, strlen(k)));
             write_reversed(w, v->u.object.values[i]);
         }
         vk_jw_map_close(w);
