@@ -29,6 +29,7 @@
  *     still waiting for its answer hears about it (`closed`).
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
@@ -393,7 +394,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(client >= 0 && setsockopt(client, SOL_SOCKET, SO_LINGER, &reset, sizeof reset) == 0);
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)http_server_port(srv))};
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(client, (struct sockaddr *)&addr, sizeof addr) != 0) {
+    /* libFuzzer's timer signal may cut the wait short: the connection goes
+     * on, and asking again says when it is there. */
+    int rc;
+    while ((rc = connect(client, (struct sockaddr *)&addr, sizeof addr)) != 0 &&
+           (errno == EINTR || errno == EALREADY))
+        ;
+    if (rc != 0 && errno != EISCONN) {
         /* Say why: a leak of descriptors or loopback ports shows here. */
         perror("fuzz_http: connect");
         abort();
