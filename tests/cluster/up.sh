@@ -336,6 +336,15 @@ start kube-apiserver "$BIN/kube-apiserver" \
 wait_until kube-apiserver "kube-apiserver $APISERVER/readyz" \
 	body_is ok "${CURL_ADMIN[@]}" "$APISERVER/readyz"
 wait_until kube-apiserver "kubectl get --raw /api" "${KADMIN[@]}" get --raw /api
+# /readyz turns ok once the bootstrap RBAC objects are written, but the RBAC
+# authorizer sees them only when its informer catches up; a component started
+# before that is refused the authentication ConfigMap and exits. So start each
+# one only once its own identity can read that ConfigMap.
+AUTH_CM="$APISERVER/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication"
+for who in scheduler controller-manager; do
+	wait_until kube-apiserver "RBAC for system:kube-$who" \
+		curl -sSf --max-time 5 --cacert "$PKI/ca.crt" --cert "$PKI/$who.crt" --key "$PKI/$who.key" "$AUTH_CM"
+done
 
 # ---- scheduler and controller-manager -------------------------------------------
 start kube-scheduler "$BIN/kube-scheduler" \
