@@ -22,7 +22,7 @@ enum {
     O_SOCKET_DIR, O_PING_INTERVAL, O_PING_TIMEOUT, O_MAX_BACKOFF,
     O_STOP_TIMEOUT, O_VERSION, O_NODE_LABELS, O_DISABLE_TAINT, O_NODE_IP,
     O_KUBE_QPS, O_KUBE_BURST, O_POD_WORKERS, O_TLS_CERT, O_TLS_KEY, O_CLIENT_CA,
-    O_TOKEN_WEBHOOK, O_AUTHZ_MODE, O_ANONYMOUS,
+    O_TOKEN_WEBHOOK, O_AUTHZ_MODE, O_ANONYMOUS, O_USER,
 };
 
 static const struct option options[] = {
@@ -52,6 +52,7 @@ static const struct option options[] = {
     {"authentication-token-webhook", optional_argument, NULL, O_TOKEN_WEBHOOK},
     {"authorization-mode", required_argument, NULL, O_AUTHZ_MODE},
     {"anonymous-auth", optional_argument, NULL, O_ANONYMOUS},
+    {"user", required_argument, NULL, O_USER},
     {"version", no_argument, NULL, O_VERSION},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -70,8 +71,9 @@ static const char usage[] =
     "  --provider NAME           expected provider name (warn when it differs)\n"
     "  --provider-config PATH    passed to a started provider as VKC_PROVIDER_CONFIG\n"
     "  --socket-dir DIR          where provider.sock and core.sock live (mode 0700;\n"
-    "                            default /run/vkc/NODE as root, else\n"
-    "                            $XDG_RUNTIME_DIR/vkc/NODE or /tmp/vkc-UID/NODE)\n"
+    "                            default /run/vkc/NODE as root, /run/vkc-NODE with\n"
+    "                            --user, else $XDG_RUNTIME_DIR/vkc/NODE or\n"
+    "                            /tmp/vkc-UID/NODE)\n"
     "  --provider-ping-interval D          liveness ping period (2s)\n"
     "  --provider-ping-timeout D           deadline of one ping (1s); three missed\n"
     "                                      pings in a row mean the provider hung\n"
@@ -100,6 +102,9 @@ static const char usage[] =
     "  --anonymous-auth[=BOOL]   serve unauthenticated requests (false)\n"
     "\n"
     "general:\n"
+    "  --user USER[:GROUP]       as root: once the port is bound and the keys are\n"
+    "                            read, run as USER (and GROUP, else USER's groups);\n"
+    "                            the provider is started as USER too\n"
     "  --log-level LEVEL         debug, info, warn or error (info)\n"
     "  --version, --help\n"
     "\n"
@@ -264,12 +269,17 @@ static char *default_node_name(void)
     return strdup(host);
 }
 
-static char *default_socket_dir(const char *node)
+/* With --user the directory is handed to that user, who must be able to
+ * reach it: /run/vkc (made mode 0700 for root) would stop it, /run does
+ * not. */
+static char *default_socket_dir(const char *node, const char *user)
 {
     vk_buf b = VK_BUF_INIT;
     const char *xdg = getenv("XDG_RUNTIME_DIR");
     int rc;
-    if (geteuid() == 0)
+    if (user)
+        rc = vk_buf_printf(&b, "/run/vkc-%s", node);
+    else if (geteuid() == 0)
         rc = vk_buf_printf(&b, "/run/vkc/%s", node);
     else if (xdg && xdg[0] == '/')
         rc = vk_buf_printf(&b, "%s/vkc/%s", xdg, node);
@@ -342,7 +352,7 @@ static enum flags_result finish(flags *f, const char *cmd, FILE *err)
     if (f->authz_webhook < 0)
         f->authz_webhook = f->kubeconfig != NULL;
 
-    if (!f->socket_dir && !(f->socket_dir = default_socket_dir(f->node_name)))
+    if (!f->socket_dir && !(f->socket_dir = default_socket_dir(f->node_name, f->user)))
         return bad(err, "out of memory");
     size_t len = strlen(f->socket_dir);
     while (len > 1 && f->socket_dir[len - 1] == '/')
@@ -388,6 +398,7 @@ enum flags_result flags_parse(flags *f, int argc, char **argv, FILE *out, FILE *
         case O_PROVIDER_CMD: mem = set(&cmd, optarg); break;
         case O_PROVIDER_SOCKET: mem = set(&f->provider_socket, optarg); break;
         case O_SOCKET_DIR: mem = set(&f->socket_dir, optarg); break;
+        case O_USER: mem = set(&f->user, optarg); break;
         case O_NODE_LABELS: mem = set(&f->node_labels, optarg); break;
         case O_DISABLE_TAINT: f->disable_taint = 1; break;
         case O_NODE_IP: mem = set(&f->node_ip, optarg); break;
@@ -485,6 +496,7 @@ void flags_free(flags *f)
     free(f->provider_path);
     free(f->provider_socket);
     free(f->socket_dir);
+    free(f->user);
     free(f->node_labels);
     free(f->node_ip);
     free(f->tls_cert_file);

@@ -23,6 +23,7 @@ typedef struct flags {
     char *provider_path;    /* provider_argv[0] resolved through PATH */
     char *provider_socket;  /* --provider-socket: a provider already running */
     char *socket_dir;       /* --socket-dir */
+    char *user;             /* --user USER[:GROUP], resolved by privdrop_parse */
 
     /* The Kubernetes side. */
     char *node_labels;      /* --node-labels k=v,k2=v2 (validated) */

@@ -4,10 +4,13 @@
  * callback service (a provider may call it right after its handshake), the
  * Kubernetes side (API clients, node, pods, kubelet API), then the provider
  * supervisor, whose listeners tell every module when the provider comes and
- * goes. SIGTERM or SIGINT stops in reverse: the node writes its stopped
- * state while the provider is stopped (it may still be calling back), then
- * the pods, the kubelet API, the callback service, the worker pools, and
- * gRPC last. A second signal kills the provider at once.
+ * goes. With --user, root is given up (privdrop.h) once the Kubernetes
+ * side holds its port and keys, before the Core service and the provider
+ * start, so both run as that user. SIGTERM or SIGINT stops in reverse: the
+ * node writes its stopped state while the provider is stopped (it may
+ * still be calling back), then the pods, the kubelet API, the callback
+ * service, the worker pools, and gRPC last. A second signal kills the
+ * provider at once.
  *
  * Without --kubeconfig and outside a cluster the core runs the provider
  * alone, with no Kubernetes side: handy for developing a provider.
@@ -17,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <ev.h>
 
@@ -37,6 +41,7 @@
 #include "node.h"
 #include "objcache.h"
 #include "pods.h"
+#include "privdrop.h"
 #include "refs.h"
 #include "rpc.h"
 #include "socket_dir.h"
@@ -73,6 +78,8 @@ typedef struct core {
     kubelet_api *api;
     kubelet_streams *streams;
     http_server *http;
+
+    const privdrop_user *user; /* --user, NULL without */
 
     ev_signal sigterm, sigint;
     int stopping;
@@ -371,6 +378,15 @@ static int run(core *c, const flags *f)
     if (!kubernetes)
         vk_warn("no --kubeconfig and not in a cluster: running the provider only", NULL);
 
+    /* Root's work is done: the kubelet port is bound, every key file read,
+     * the socket directory made. The Core service's socket and the
+     * provider are the user's. A token file is read again at each use. */
+    const char *must_read[] = {c->kcfg.token_file, NULL};
+    if (c->user && privdrop_drop(c->user, must_read) < 0) {
+        c->exit_code = 1;
+        goto out;
+    }
+
     c->callbacks = callback_server_start(core_target, f->node_name, c->refs, requests);
     if (!c->callbacks) {
         vk_error("cannot serve the Core service", "addr=%s", logval(dir_v, sizeof dir_v, core_target));
@@ -425,17 +441,30 @@ int main(int argc, char **argv)
         return fr == FLAGS_EXIT_OK ? 0 : 2;
     }
     vk_log_set_component("core");
+    privdrop_user user = {0};
+    if (f.user) {
+        char err[512];
+        if (privdrop_parse(f.user, &user, err, sizeof err) < 0) {
+            fprintf(stderr, "vkc-core: %s\n", err);
+            flags_free(&f);
+            return 2;
+        }
+    } else if (geteuid() == 0) {
+        vk_warn("running as root", "hint=\"give --user to drop root once started\"");
+    }
     /* A provider or client that closes its socket mid-write must not kill
      * the core (libcurl and OpenSSL write with SIGPIPE unblocked). */
     signal(SIGPIPE, SIG_IGN);
-    if (socket_dir_prepare(f.socket_dir) < 0) {
+    if ((f.user ? privdrop_socket_dir(f.socket_dir, &user) : socket_dir_prepare(f.socket_dir)) < 0) {
+        privdrop_user_free(&user);
         flags_free(&f);
         return 1;
     }
 
-    core c = {.loop = ev_default_loop(0)};
+    core c = {.loop = ev_default_loop(0), .user = f.user ? &user : NULL};
     if (!c.loop) {
         vk_error("cannot create the event loop", "backend=%s", "libev");
+        privdrop_user_free(&user);
         flags_free(&f);
         return 1;
     }
@@ -444,6 +473,7 @@ int main(int argc, char **argv)
     vk_rpc_shutdown();
     ev_loop_destroy(c.loop);
     vk_info("core stopped", "status=%d", rc);
+    privdrop_user_free(&user);
     flags_free(&f);
     return rc;
 }
