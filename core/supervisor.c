@@ -1,10 +1,21 @@
 /* supervisor.c -- the provider's lifecycle as a state machine on the loop.
  *
  *   STARTING --handshake ok--> READY --3 missed pings--> (hung)
- *      |  ^                      |                          |
+ *      |  ^                      |   (socket mode: or the
+ *      |  |                      |    socket replaced)      |
  *      |  |                   exits                 spawn: SIGKILL, KILLING
  *      |  +---- BACKOFF <--------+------------------ socket: drop channel
  *      +-- fails (no socket, handshake error) --> like hung
+ *
+ * In socket mode nothing tells the core that the provider it talks to was
+ * replaced: gRPC reconnects a channel by itself, so a provider restarted
+ * between two pings answers the next one as if nothing happened. The new
+ * one would never get a Handshake (so it would not know the node or the
+ * Core service), and, without a status stream breaking, no resync of its
+ * empty state. So the socket file's identity (device, inode, change time)
+ * is recorded before connecting and checked at every ping: a provider that
+ * binds again creates a new file, and a different file (or none) ends the
+ * incarnation like a hang does.
  *
  * Each incarnation (one process, or one connection in socket mode) has a
  * generation number. Jobs on the pool carry the generation they were
@@ -19,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,6 +63,14 @@ enum state {
 
 typedef struct connect_job connect_job;
 
+/* Which file a socket path names; a provider binding again makes a new one. */
+typedef struct sock_id {
+    bool known;
+    dev_t dev;
+    ino_t ino;
+    struct timespec ctim;
+} sock_id;
+
 struct supervisor {
     supervisor_config cfg;
     char **env;            /* spawn mode: the provider's environment */
@@ -63,6 +83,7 @@ struct supervisor {
     pc_info info;
     connect_job *connecting;
     ev_tstamp ready_since;
+    sock_id sock;          /* socket mode: the file connected to (READY) */
 
     ev_child child;
     ev_timer ping_timer, backoff_timer, stop_timer;
@@ -94,6 +115,7 @@ struct connect_job {
 
     provider_client *pc;
     pc_info info;
+    sock_id sock;          /* the socket file found accepting */
     vk_status st;          /* the outcome */
     const char *step;      /* what failed: "connect" or "handshake" */
 };
@@ -162,6 +184,25 @@ static long now_ms(void)
     return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
+static sock_id sock_identify(const char *path)
+{
+    sock_id id = {0};
+    struct stat sb;
+    if (stat(path, &sb) == 0) {
+        id.known = true;
+        id.dev = sb.st_dev;
+        id.ino = sb.st_ino;
+        id.ctim = sb.st_ctim;
+    }
+    return id;
+}
+
+static bool sock_same(const sock_id *a, const sock_id *b)
+{
+    return a->known && b->known && a->dev == b->dev && a->ino == b->ino &&
+           a->ctim.tv_sec == b->ctim.tv_sec && a->ctim.tv_nsec == b->ctim.tv_nsec;
+}
+
 static void connect_work(void *arg)
 {
     connect_job *job = arg;
@@ -178,6 +219,9 @@ static void connect_work(void *arg)
         }
         usleep(PROBE_INTERVAL_MS * 1000);
     }
+    /* Before the channel connects: a provider replaced from here on shows
+     * as a different file at the next ping, at worst one reconnect early. */
+    job->sock = sock_identify(job->socket_path);
     job->pc = pc_new(job->target, UNARY_TIMEOUT_MS, job->rpc_errors);
     if (!job->pc) {
         vk_status_set(&job->st, VK_RESOURCE_EXHAUSTED, "cannot create a channel");
@@ -209,6 +253,7 @@ static void become_ready(supervisor *s, connect_job *job)
 
     s->pc = job->pc;
     s->info = job->info;
+    s->sock = job->sock;
     job->pc = NULL;
     memset(&job->info, 0, sizeof job->info);
     s->state = ST_READY;
@@ -308,6 +353,16 @@ static void on_ping_timer(struct ev_loop *loop, ev_timer *t, int revents)
     supervisor *s = t->data;
     (void)loop;
     (void)revents;
+    if (!s->cfg.argv && s->sock.known) {
+        sock_id now = sock_identify(s->cfg.socket_path);
+        if (!sock_same(&s->sock, &now)) {
+            char w[WHO_MAX];
+            vk_warn("provider socket replaced: the provider restarted, reconnecting",
+                    "%s socket_exists=%s", who(s, w, sizeof w), now.known ? "true" : "false");
+            fail(s);
+            return;
+        }
+    }
     if (s->ping_in_flight) /* the last one is still within its deadline */
         return;
     ping_job *job = calloc(1, sizeof *job);
@@ -347,6 +402,7 @@ static void end_incarnation(supervisor *s)
     pc_unref(s->pc);
     s->pc = NULL;
     pc_info_clear(&s->info);
+    s->sock.known = false;
     if (was_ready) {
         if (ev_now(s->cfg.loop) - s->ready_since >= HEALTHY_RESET_S)
             s->backoff_step = 0;

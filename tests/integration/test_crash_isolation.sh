@@ -1,0 +1,240 @@
+#!/usr/bin/env bash
+# tests/integration/test_crash_isolation.sh [BUILD] -- the provider crashes
+# over and over under load, and nothing leaks into or out of Kubernetes.
+#
+# vkc-core starts the mock provider (--provider-cmd) on a real control
+# plane (the shared one of tests/run-tests.sh when VKC_CLUSTER_DIR is set,
+# else one of its own). While a stream of pod creations and deletions goes
+# on, the provider is SIGKILLed 20 times, each time once the core has
+# restarted it and a moment passed. Then, once the churn stopped, the core
+# must converge: every pod the API server holds for the node exists exactly
+# once in the provider (the kubelet API's /pods, through the API server's
+# node proxy, lists what the provider runs), the provider has no pod the
+# API does not hold, and every status the API shows is the provider's.
+# Prints the figures: kills, restarts, pods created and deleted, time to
+# converge. Bounded in time, without timed assertions.
+set -uo pipefail
+
+BUILD=${1:-${VKC_BIN_DIR:+$(dirname "$VKC_BIN_DIR")}}
+BUILD=${BUILD:-build}
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$ROOT" || exit 1
+BIN=$BUILD/bin
+NS=vkc-crash-test
+KILLS=20
+LIVE=8          # pods the churn keeps alive at once
+CONVERGE_S=90   # at most this long to converge after the churn
+WORK=$(mktemp -d /tmp/vkc-crash-XXXXXX)
+CORE_PID=
+CHURN_PID=
+OWN_CLUSTER=
+
+log() { echo "[test_crash_isolation $(date +%T)] $*" >&2; }
+fail() {
+	echo "FAIL: $*" >&2
+	[[ -s $WORK/core.log ]] && { echo "--- core.log" >&2; tail -n 40 "$WORK/core.log" >&2; }
+	exit 1
+}
+
+cleanup() {
+	if [[ -n $CHURN_PID ]]; then
+		touch "$WORK/stop"
+		for _ in $(seq 100); do kill -0 "$CHURN_PID" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$CHURN_PID" 2>/dev/null
+		wait "$CHURN_PID" 2>/dev/null
+	fi
+	if [[ -n ${K:-} ]]; then
+		"${K[@]}" delete namespace "$NS" --wait=false >/dev/null 2>&1
+		"${K[@]}" -n "$NS" delete pods --all --grace-period=0 --force >/dev/null 2>&1
+	fi
+	if [[ -n $CORE_PID ]]; then
+		kill -TERM "$CORE_PID" 2>/dev/null
+		for _ in $(seq 150); do kill -0 "$CORE_PID" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$CORE_PID" 2>/dev/null
+		wait "$CORE_PID" 2>/dev/null
+	fi
+	[[ -n $OWN_CLUSTER ]] && tests/cluster/down.sh "$OWN_CLUSTER" >/dev/null 2>&1
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+[[ -x $BIN/vkc-core && -x $BIN/vkc-provider-mock ]] || fail "build $BIN first"
+
+# ---- the control plane ---------------------------------------------------------------
+if [[ -n ${VKC_CLUSTER_DIR:-} && -s $VKC_CLUSTER_DIR/env ]]; then
+	CLUSTER=$VKC_CLUSTER_DIR
+else
+	CLUSTER=$WORK/cluster
+	OWN_CLUSTER=$CLUSTER
+	log "starting a control plane"
+	tests/cluster/build.sh >/dev/null || fail "cannot build the control plane"
+	tests/cluster/up.sh "$CLUSTER" >"$WORK/up.log" 2>&1 || { tail -n 20 "$WORK/up.log"; fail "no control plane"; }
+fi
+# shellcheck disable=SC1091
+. "$CLUSTER/env"
+K=("$VKC_KUBECTL" --kubeconfig "$VKC_ADMIN_KUBECONFIG" --request-timeout=30s)
+NODE=$VKC_NODE_NAME
+
+free_port() {
+	local p
+	while :; do
+		p=$((20000 + RANDOM % 12000))
+		! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && { echo "$p"; return; }
+	done
+}
+
+"${K[@]}" delete namespace "$NS" --wait=true >/dev/null 2>&1
+"${K[@]}" create namespace "$NS" >/dev/null || fail "cannot create namespace $NS"
+for _ in $(seq 150); do
+	[[ -n $("${K[@]}" -n "$NS" get sa default -o 'jsonpath={.secrets[0].name}' 2>/dev/null) ]] && break
+	sleep 0.2
+done
+
+KPORT=$(free_port)
+# Restarts back off up to 1 s instead of 30: twenty crashes in a row are a
+# crash loop, and the default cap would make this test take minutes.
+"$BIN/vkc-core" --nodename "$NODE" --kubeconfig "$VKC_NODE_KUBECONFIG" \
+	--provider-cmd "$BIN/vkc-provider-mock" --socket-dir "$WORK/run" \
+	--provider-restart-max-backoff 1s \
+	--listen-port "$KPORT" --node-ip 127.0.0.1 --client-ca-file "$VKC_CA_CERT" \
+	--tls-cert-file "$VKC_NODE_KUBELET_CERT" --tls-private-key-file "$VKC_NODE_KUBELET_KEY" \
+	>"$WORK/core.log" 2>&1 &
+CORE_PID=$!
+for i in $(seq 120); do
+	kill -0 "$CORE_PID" 2>/dev/null || fail "vkc-core exited"
+	[[ $("${K[@]}" get node "$NODE" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]] && break
+	((i == 120)) && fail "node $NODE never became Ready"
+	sleep 0.5
+done
+
+provider_pid() { ps -o pid= --ppid "$CORE_PID" | tr -d ' ' | head -n 1; }
+ready_count() { grep -c "provider ready" "$WORK/core.log"; }
+
+# ---- churn: create pods, delete the oldest, until told to stop -----------------------------
+# In batches of BATCH (one kubectl each way): kubectl is slow to start on a
+# loaded machine. Deletions are graceful, so the core deletes in the provider
+# and then in the API.
+BATCH=4
+churn() {
+	local i=0 created=0 deleted=0 b names
+	while [[ ! -e $WORK/stop ]]; do
+		for b in $(seq "$BATCH"); do
+			cat <<EOF
+{"apiVersion":"v1","kind":"Pod","metadata":{"name":"churn-$((i + b))","labels":{"app":"churn"}},
+ "spec":{"nodeName":"$NODE","tolerations":[{"operator":"Exists"}],"terminationGracePeriodSeconds":5,
+  "containers":[{"name":"app","image":"busybox"}]}}
+EOF
+		done | "${K[@]}" -n "$NS" apply -f - 2>>"$WORK/churn.err" >"$WORK/churn.out"
+		created=$((created + $(grep -c created "$WORK/churn.out")))
+		names=()
+		for b in $(seq "$BATCH"); do
+			((i + b > LIVE)) && names+=("churn-$((i + b - LIVE))")
+		done
+		if ((${#names[@]})); then
+			"${K[@]}" -n "$NS" delete pod "${names[@]}" --wait=false 2>>"$WORK/churn.err" >"$WORK/churn.out"
+			deleted=$((deleted + $(grep -c deleted "$WORK/churn.out")))
+		fi
+		i=$((i + BATCH))
+		echo "$created $deleted" >"$WORK/churn.count"
+	done
+}
+churn &
+CHURN_PID=$!
+
+# ---- 20 crashes ------------------------------------------------------------------------------
+log "churning pods on $NODE; SIGKILLing the provider $KILLS times"
+start=$SECONDS
+kills=0
+while ((kills < KILLS)); do
+	# Once the core restarted the provider (and handshook), a moment of work.
+	n=$(ready_count)
+	for i in $(seq 200); do
+		pid=$(provider_pid)
+		[[ -n $pid ]] && (($(ready_count) >= n)) && ((n > 0)) && break
+		((i == 200)) && fail "no provider running after $kills kills"
+		sleep 0.1
+	done
+	sleep "0.$((RANDOM % 8 + 2))"
+	kill -0 "$CORE_PID" 2>/dev/null || fail "vkc-core exited after $kills provider kills"
+	kill -KILL "$pid" 2>/dev/null && kills=$((kills + 1))
+	# Wait for the core to see the exit and start the next provider.
+	for i in $(seq 200); do
+		p=$(provider_pid)
+		[[ -n $p && $p != "$pid" ]] && (($(ready_count) > n)) && break
+		((i == 200)) && fail "the core did not restart the provider after kill $kills"
+		sleep 0.1
+	done
+done
+touch "$WORK/stop"
+wait "$CHURN_PID"
+CHURN_PID=
+read -r created deleted <"$WORK/churn.count"
+churn_s=$((SECONDS - start))
+((created >= 2 * KILLS)) || fail "the churn created only $created pods"
+((deleted > 0)) || fail "the churn deleted no pods"
+log "$kills kills in ${churn_s}s; churn created $created pods, deleted $deleted"
+
+# ---- converge ------------------------------------------------------------------------------
+# compare: the API's pods of the node against the provider's (kubelet /pods),
+# by namespace/name and uid, and their statuses. Prints the differences;
+# exit 0 when there are none and no API pod of the node is being deleted.
+compare() {
+	"${K[@]}" get pods --all-namespaces --field-selector "spec.nodeName=$NODE" -o json >"$WORK/api.json" || return 2
+	"${K[@]}" get --raw "/api/v1/nodes/$NODE/proxy/pods" >"$WORK/kubelet.json" || return 2
+	/usr/bin/python3 - "$WORK/api.json" "$WORK/kubelet.json" <<'PY'
+import collections, json, sys
+api = json.load(open(sys.argv[1]))["items"]
+prov = json.load(open(sys.argv[2]))["items"]
+def key(p):
+    return p["metadata"]["namespace"] + "/" + p["metadata"]["name"]
+def status(p):
+    s = p.get("status", {})
+    return (s.get("phase"), s.get("podIP"),
+            tuple(sorted((c["name"], c.get("ready"), c.get("restartCount"))
+                         for c in s.get("containerStatuses", []))))
+problems = []
+counts = collections.Counter((key(p), p["metadata"]["uid"]) for p in prov)
+problems += [f"in the provider {n} times: {k}" for k, n in counts.items() if n > 1]
+by_key = {key(p): p for p in prov}
+for p in api:
+    k = key(p)
+    if p["metadata"].get("deletionTimestamp"):
+        problems.append(f"still being deleted: {k}")
+        continue
+    q = by_key.pop(k, None)
+    if q is None:
+        problems.append(f"missing in the provider: {k}")
+    elif q["metadata"]["uid"] != p["metadata"]["uid"]:
+        problems.append(f"other uid in the provider: {k}")
+    elif status(p) != status(q) or status(p)[0] != "Running":
+        problems.append(f"status of {k}: API {status(p)}, provider {status(q)}")
+problems += [f"not in the API: {k}" for k in by_key
+             if not any(key(p) == k for p in api)]
+print(f"api={len(api)} provider={len(prov)}")
+for line in problems:
+    print(line)
+sys.exit(1 if problems else 0)
+PY
+}
+
+start=$SECONDS
+for i in $(seq "$CONVERGE_S"); do
+	kill -0 "$CORE_PID" 2>/dev/null || fail "vkc-core exited"
+	out=$(compare) && break
+	((i == CONVERGE_S)) && fail "not converged ${CONVERGE_S}s after the churn:
+$out"
+	sleep 1
+done
+converge_s=$((SECONDS - start))
+pods=$(head -n 1 <<<"$out")
+in_ns=$("${K[@]}" -n "$NS" get pods -o name | wc -l)
+((in_ns == created - deleted)) || fail "$in_ns pods left in $NS, want $((created - deleted))"
+restarts=$("${K[@]}" get --raw "/api/v1/nodes/$NODE/proxy/metrics" |
+	awk '$1 == "provider_restarts_total" {print $2}')
+[[ -n $restarts ]] || fail "no provider_restarts_total in the core's metrics"
+((restarts >= KILLS)) || fail "provider_restarts_total is $restarts after $KILLS kills"
+# The one core saw every crash; none took it down.
+[[ $(grep -c "provider exited" "$WORK/core.log") -ge $KILLS ]] || fail "the core logged fewer than $KILLS provider exits"
+
+echo "kills=$kills restarts=$restarts pods_created=$created pods_deleted=$deleted churn_s=$churn_s converge_s=$converge_s $pods"
+echo "test_crash_isolation: ok"
