@@ -168,11 +168,11 @@ FUZZ_SRC_reflector       := core/kube_reflector.c core/kube_watch.c core/ratelim
 FUZZ_SRC_protobuf        :=
 FUZZ_SRC_provider_rpc    := core/provider_client.c core/callback_server.c core/refs.c \
                             core/metrics.c core/socket_dir.c core/logval.c
-FUZZ_SRC_spdy            := core/spdy.c tests/fuzz/spdy_client.c
+FUZZ_SRC_spdy            := sdk-c/spdy.c tests/fuzz/spdy_client.c
 FUZZ_SRC_websocket       := core/websocket.c tests/fuzz/ws_client.c
-FUZZ_SRC_remotecommand   := core/remotecommand.c core/spdy.c core/websocket.c \
+FUZZ_SRC_remotecommand   := core/remotecommand.c sdk-c/spdy.c core/websocket.c \
                             tests/fuzz/spdy_client.c tests/fuzz/ws_client.c
-FUZZ_SRC_portforward     := core/portforward.c core/spdy.c core/websocket.c \
+FUZZ_SRC_portforward     := core/portforward.c sdk-c/spdy.c core/websocket.c \
                             tests/fuzz/spdy_client.c tests/fuzz/ws_client.c
 FUZZ_SRC_http            := core/http_server.c core/logval.c
 FUZZ_SRC_node            := core/node.c core/metrics.c core/ratelimit.c core/logval.c

@@ -474,12 +474,19 @@ int cri_get_node(vk_ctx *ctx, vk_node *node);
 /* Ask the runtime for its conditions; notify the core when they changed. */
 void node_check(void);
 
-/* ---- stream.c: the runtime's streaming server, as a WebSocket client ------ */
+/* ---- stream.c: the runtime's streaming server, as a SPDY client ---------- */
+
+/* The channels of a session: exactly those of the CRI request that gave
+ * its URL, which the runtime's server waits for. */
+typedef struct stream_opts {
+    bool in, out, err, tty;
+    uint32_t width, height; /* initial terminal size; 0: none */
+} stream_opts;
 
 /* Run one exec/attach session at url between the runtime and io. *exit_code
  * gets the command's exit code, or -1 when the runtime did not say.
  * VK_OK, or an error status (message through ctx). */
-int stream_session(vk_ctx *ctx, const char *url, bool tty, vk_stream *io,
-                   uint32_t width, uint32_t height, int *exit_code);
+int stream_session(vk_ctx *ctx, const char *url, const stream_opts *o, vk_stream *io,
+                   int *exit_code);
 
 #endif

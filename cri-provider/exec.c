@@ -71,7 +71,8 @@ int cri_exec(vk_ctx *ctx, const vk_exec_request *req, vk_stream *io, int *exit_c
                    &resp, err, sizeof err);
     if (code != VK_OK)
         return vk_ctx_error(ctx, code == VK_NOT_FOUND ? VK_NOT_FOUND : VK_UNAVAILABLE, "%s", err);
-    code = stream_session(ctx, resp->url, req->tty, io, req->width, req->height, exit_code);
+    stream_opts o = {er.stdin, er.stdout, er.stderr, er.tty, req->width, req->height};
+    code = stream_session(ctx, resp->url, &o, io, exit_code);
     protobuf_c_message_free_unpacked(&resp->base, NULL);
     if (code == VK_OK && *exit_code < 0)
         code = vk_ctx_error(ctx, VK_UNAVAILABLE, "the runtime ended the exec without a status");
@@ -114,7 +115,8 @@ int cri_attach(vk_ctx *ctx, const vk_exec_request *req, vk_stream *io, int *exit
                    RT_QUICK_MS, &resp, err, sizeof err);
     if (code != VK_OK)
         return vk_ctx_error(ctx, code == VK_NOT_FOUND ? VK_NOT_FOUND : VK_UNAVAILABLE, "%s", err);
-    code = stream_session(ctx, resp->url, tty, io, req->width, req->height, exit_code);
+    stream_opts o = {ar.stdin, ar.stdout, ar.stderr, tty, req->width, req->height};
+    code = stream_session(ctx, resp->url, &o, io, exit_code);
     protobuf_c_message_free_unpacked(&resp->base, NULL);
     if (code == VK_OK)
         *exit_code = exit_code_of(id);

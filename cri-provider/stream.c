@@ -1,22 +1,28 @@
 /* stream.c -- a client of the runtime's streaming server (exec, attach).
  *
  * CRI Exec/Attach answer with a URL of a server embedded in the runtime
- * (containerd's is the kubelet's streaming server). It speaks SPDY/3.1 or
- * WebSocket; this client speaks WebSocket, framed by wslay, with the
- * `v4.channel.k8s.io` subprotocol: every binary message starts with a
- * channel byte, 0 stdin, 1 stdout, 2 stderr, 3 error (a final JSON
- * metav1.Status carrying the exit code), 4 terminal resize (JSON
- * {"Width","Height"}).
+ * (containerd's is the kubelet's streaming server, k8s.io/kubelet's
+ * pkg/cri/streaming). It speaks SPDY/3.1 or WebSocket. This client speaks
+ * SPDY, with sdk-c's session, the way the kubelet's own client does: an
+ * HTTP upgrade to SPDY/3.1 with X-Stream-Protocol-Version
+ * v4.channel.k8s.io, then one stream per channel named by its streamType
+ * header: error (a final JSON metav1.Status carrying the exit code), stdin,
+ * stdout, stderr, and resize (JSON {"Width","Height"} documents) with a
+ * terminal. The server counts the streams it waits for from the flags of
+ * the CRI request, so exactly those are opened.
  *
- * That protocol cannot close stdin alone (v5.channel.k8s.io added that;
- * containerd 1.6's server predates it): a user's stdin EOF is not passed
- * on, so a command that reads stdin to its end waits until the user goes
- * away.
+ * SPDY rather than WebSocket because containerd 1.6 offers only
+ * v4.channel.k8s.io over WebSocket, which cannot close stdin alone: over
+ * SPDY the user's stdin EOF is a FIN on the stdin stream, and the command
+ * reading stdin sees its end.
  *
- * The calling thread runs the socket: poll, wslay reads and writes, and the
- * output goes to the user from there, so a user who does not read stops
- * the socket from being read. A second thread reads the user's input into a
- * bounded queue and wakes the socket thread through a pipe.
+ * The calling thread runs the socket: poll, reads into the session, writes
+ * of its output queue, and the output goes to the user from there, so a
+ * user who does not read stops the socket from being read. A second thread
+ * reads the user's input into a bounded queue and wakes the socket thread
+ * through a pipe; the queue moves into the session only while the
+ * session's output queue is below its high-water mark, so a runtime that
+ * does not read stops the user's input in turn.
  */
 #include "cri.h"
 
@@ -29,40 +35,38 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
-#include <wslay/wslay.h>
-
 #include "json.h"
+#include "spdy.h"
 
-#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define PROTOCOL "v4.channel.k8s.io"
 #define CONNECT_MS 10000
 #define MAX_HEADER 8192
-#define MAX_MESSAGE (4u << 20)
 #define MAX_STATUS 65536
+#define READ_CHUNK 16384
 #define INPUT_QUEUE_MAX (1u << 20)  /* bytes of user input waiting for the socket */
 #define INPUT_POLL_MS 200
 
-enum { CH_STDIN, CH_STDOUT, CH_STDERR, CH_ERROR, CH_RESIZE };
+/* What the input thread queues for the socket thread. */
+enum { OP_STDIN, OP_CLOSE_STDIN, OP_RESIZE };
 
 typedef struct session {
     int fd;
     int wake[2];
     vk_stream *io;
-    wslay_event_context_ptr ws;
-    vk_buf early;           /* bytes read with the handshake's response */
-    size_t early_off;
-    vk_buf status;          /* the error channel */
+    spdy_session *spdy;
+    uint32_t error_id, stdin_id, stdout_id, stderr_id, resize_id;
+    vk_buf in;              /* bytes read and not yet taken by the session */
+    size_t in_off;
+    vk_buf status;          /* the error stream */
     bool user_gone;         /* output could not be delivered */
 
     pthread_mutex_t lock;   /* guards what follows: the input queue */
     pthread_cond_t room;
-    vk_buf input;           /* framed messages: 4-byte length, payload */
-    bool input_done;        /* the reader thread ended */
+    vk_buf input;           /* records: 4-byte length, op byte, payload */
+    bool input_done;        /* the reader thread ended: the user is gone */
     bool stop;              /* the socket side is finished */
 } session;
 
@@ -140,11 +144,6 @@ static int send_all(int fd, const char *data, size_t len)
     return 0;
 }
 
-static void base64(const unsigned char *in, size_t len, char *out)
-{
-    EVP_EncodeBlock((unsigned char *)out, in, (int)len);
-}
-
 /* The value of header name in the response head (status line and header
  * lines, each ending in CRLF) into out; 0 or -1. */
 static int header(const char *head, const char *name, char *out, size_t n)
@@ -164,21 +163,18 @@ static int header(const char *head, const char *name, char *out, size_t n)
     return -1;
 }
 
+/* Upgrade the connection to SPDY. Bytes read past the response head stay
+ * in s->in for the session. */
 static int handshake(session *s, const char *host, const char *port, const char *path,
                      char *err, size_t errlen)
 {
-    unsigned char nonce[16], digest[20];
-    char key[32], expect[32], got[64];
+    char got[64];
     vk_buf req = VK_BUF_INIT;
-    if (getrandom(nonce, sizeof nonce, 0) != sizeof nonce)
-        return -1;
-    base64(nonce, sizeof nonce, key);
     bool v6 = strchr(host, ':') != NULL;
     if (vk_buf_printf(&req,
-                      "GET %s HTTP/1.1\r\nHost: %s%s%s:%s\r\nUpgrade: websocket\r\n"
-                      "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                      "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: " PROTOCOL "\r\n\r\n",
-                      path, v6 ? "[" : "", host, v6 ? "]" : "", port, key) < 0 ||
+                      "GET %s HTTP/1.1\r\nHost: %s%s%s:%s\r\nConnection: Upgrade\r\n"
+                      "Upgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: " PROTOCOL "\r\n\r\n",
+                      path, v6 ? "[" : "", host, v6 ? "]" : "", port) < 0 ||
         send_all(s->fd, req.data, req.len) < 0) {
         vk_buf_free(&req);
         snprintf(err, errlen, "cannot send the stream request: %s", strerror(errno));
@@ -197,34 +193,26 @@ static int handshake(session *s, const char *host, const char *port, const char 
         ssize_t n = recv(s->fd, buf, sizeof buf, 0);
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
             continue;
-        if (n <= 0 || s->early.len + (size_t)n > MAX_HEADER ||
-            vk_buf_append(&s->early, buf, (size_t)n) < 0) {
+        if (n <= 0 || s->in.len + (size_t)n > MAX_HEADER ||
+            vk_buf_append(&s->in, buf, (size_t)n) < 0) {
             snprintf(err, errlen, "the runtime's stream server closed or sent garbage");
             return -1;
         }
-        end = strstr(s->early.data, "\r\n\r\n");
+        end = strstr(s->in.data, "\r\n\r\n");
     }
     end[2] = '\0';
-    s->early_off = (size_t)(end + 4 - s->early.data);
-    if (strncmp(s->early.data, "HTTP/1.1 101", 12) != 0) {
-        const char *eol = strstr(s->early.data, "\r\n");
+    s->in_off = (size_t)(end + 4 - s->in.data);
+    if (strncmp(s->in.data, "HTTP/1.1 101", 12) != 0) {
+        const char *eol = strstr(s->in.data, "\r\n");
         snprintf(err, errlen, "the runtime's stream server refused: %.*s",
-                 (int)(eol ? eol - s->early.data : 80), s->early.data);
+                 (int)(eol ? eol - s->in.data : 80), s->in.data);
         return -1;
     }
-    vk_buf accept = VK_BUF_INIT;
-    int rc = vk_buf_printf(&accept, "%s" WS_GUID, key);
-    if (rc == 0) {
-        EVP_Digest(accept.data, accept.len, digest, NULL, EVP_sha1(), NULL);
-        base64(digest, sizeof digest, expect);
-    }
-    vk_buf_free(&accept);
-    if (rc < 0 || header(s->early.data, "Sec-WebSocket-Accept", got, sizeof got) < 0 ||
-        strcmp(got, expect) != 0) {
-        snprintf(err, errlen, "the runtime's stream server answered a bad handshake");
+    if (header(s->in.data, "Upgrade", got, sizeof got) < 0 || strcasecmp(got, "SPDY/3.1") != 0) {
+        snprintf(err, errlen, "the runtime's stream server did not switch to SPDY/3.1");
         return -1;
     }
-    if (header(s->early.data, "Sec-WebSocket-Protocol", got, sizeof got) < 0 ||
+    if (header(s->in.data, "X-Stream-Protocol-Version", got, sizeof got) < 0 ||
         strcmp(got, PROTOCOL) != 0) {
         snprintf(err, errlen, "the runtime's stream server does not speak " PROTOCOL);
         return -1;
@@ -232,88 +220,49 @@ static int handshake(session *s, const char *host, const char *port, const char 
     return 0;
 }
 
-/* ---- wslay callbacks ------------------------------------------------------------ */
+/* ---- the session's events ---------------------------------------------------------- */
 
-static ssize_t on_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
-                       void *ud)
+static void on_data(void *user, uint32_t id, const uint8_t *data, size_t len)
 {
-    session *s = ud;
-    (void)flags;
-    if (s->early_off < s->early.len) {
-        size_t n = s->early.len - s->early_off;
-        n = n < len ? n : len;
-        memcpy(buf, s->early.data + s->early_off, n);
-        s->early_off += n;
-        return (ssize_t)n;
-    }
-    ssize_t n;
-    do
-        n = recv(s->fd, buf, len, 0);
-    while (n < 0 && errno == EINTR);
-    if (n < 0 && errno == EAGAIN) {
-        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
-        return -1;
-    }
-    if (n <= 0) {
-        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
-        return -1;
-    }
-    return n;
-}
-
-static ssize_t on_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
-                       void *ud)
-{
-    session *s = ud;
-    (void)flags;
-    ssize_t n;
-    do
-        n = send(s->fd, data, len, MSG_NOSIGNAL);
-    while (n < 0 && errno == EINTR);
-    if (n < 0) {
-        wslay_event_set_error(ctx, errno == EAGAIN ? WSLAY_ERR_WOULDBLOCK : WSLAY_ERR_CALLBACK_FAILURE);
-        return -1;
-    }
-    return n;
-}
-
-static int on_genmask(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, void *ud)
-{
-    (void)ud;
-    if (getrandom(buf, len, 0) != (ssize_t)len) {
-        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
-        return -1;
-    }
-    return 0;
-}
-
-static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
-                   void *ud)
-{
-    session *s = ud;
-    (void)ctx;
-    if (arg->opcode != WSLAY_BINARY_FRAME && arg->opcode != WSLAY_TEXT_FRAME)
-        return;
-    if (arg->msg_length < 2)    /* the empty "connected" message, or nothing */
-        return;
-    const char *data = (const char *)arg->msg + 1;
-    size_t len = arg->msg_length - 1;
-    switch (arg->msg[0]) {
-    case CH_STDOUT:
+    session *s = user;
+    if (id == s->stdout_id) {
         if (!s->user_gone && vk_stream_write(s->io, data, len) < 0)
             s->user_gone = true;
-        break;
-    case CH_STDERR:
+    } else if (id == s->stderr_id) {
         if (!s->user_gone && vk_stream_write_stderr(s->io, data, len) < 0)
             s->user_gone = true;
-        break;
-    case CH_ERROR:
-        if (s->status.len + len <= MAX_STATUS)
-            vk_buf_append(&s->status, data, len);
-        break;
-    default:
-        break;
+    } else if (id == s->error_id && s->status.len + len <= MAX_STATUS) {
+        vk_buf_append(&s->status, data, len);
     }
+}
+
+static const spdy_callbacks callbacks = {.on_data = on_data};
+
+/* Open the streams the runtime waits for, error first as kubectl does.
+ * 0 or -1. */
+static int open_streams(session *s, const stream_opts *o)
+{
+    const struct {
+        bool want;
+        const char *type;
+        uint32_t *id;
+    } streams[] = {
+        {true, "error", &s->error_id},
+        {o->in, "stdin", &s->stdin_id},
+        {o->out, "stdout", &s->stdout_id},
+        {o->err, "stderr", &s->stderr_id},
+        {o->tty, "resize", &s->resize_id},
+    };
+    for (size_t i = 0; i < sizeof streams / sizeof streams[0]; i++) {
+        if (!streams[i].want)
+            continue;
+        spdy_nv nv = {"streamType", streams[i].type, 0};
+        /* The error stream carries nothing from us: it is finished at once. */
+        *streams[i].id = spdy_open(s->spdy, &nv, 1, i == 0);
+        if (!*streams[i].id)
+            return -1;
+    }
+    return 0;
 }
 
 /* ---- the user's input --------------------------------------------------------------- */
@@ -325,17 +274,17 @@ static void wake(session *s)
     (void)n;
 }
 
-/* Queue one message for the socket thread, waiting while the queue is
+/* Queue one operation for the socket thread, waiting while the queue is
  * full. -1 once the socket side is finished. */
-static int enqueue(session *s, int channel, const void *data, size_t len)
+static int enqueue(session *s, int op, const void *data, size_t len)
 {
     uint32_t n = (uint32_t)len + 1;
-    unsigned char ch = (unsigned char)channel;
+    unsigned char b = (unsigned char)op;
     pthread_mutex_lock(&s->lock);
     while (!s->stop && s->input.len + n + 4 > INPUT_QUEUE_MAX && s->input.len > 0)
         pthread_cond_wait(&s->room, &s->lock);
     int rc = s->stop ? -1 : 0;
-    if (rc == 0 && (vk_buf_append(&s->input, &n, 4) < 0 || vk_buf_append(&s->input, &ch, 1) < 0 ||
+    if (rc == 0 && (vk_buf_append(&s->input, &n, 4) < 0 || vk_buf_append(&s->input, &b, 1) < 0 ||
                     vk_buf_append(&s->input, data, len) < 0))
         rc = -1;
     pthread_mutex_unlock(&s->lock);
@@ -347,7 +296,7 @@ static int enqueue_resize(session *s, uint32_t w, uint32_t h)
 {
     char json[64];
     int n = snprintf(json, sizeof json, "{\"Width\":%u,\"Height\":%u}", w, h);
-    return enqueue(s, CH_RESIZE, json, (size_t)n);
+    return enqueue(s, OP_RESIZE, json, (size_t)n);
 }
 
 static void *input_main(void *arg)
@@ -363,10 +312,12 @@ static void *input_main(void *arg)
         int rc = vk_stream_read(s->io, &in, INPUT_POLL_MS);
         if (rc < 0)
             break;
-        if (rc == 0 || in.kind == VK_INPUT_EOF)
+        if (rc == 0)
             continue;
-        if ((in.kind == VK_INPUT_DATA ? enqueue(s, CH_STDIN, in.data, in.len)
-                                      : enqueue_resize(s, in.width, in.height)) < 0)
+        rc = in.kind == VK_INPUT_DATA     ? enqueue(s, OP_STDIN, in.data, in.len)
+             : in.kind == VK_INPUT_RESIZE ? enqueue_resize(s, in.width, in.height)
+                                          : enqueue(s, OP_CLOSE_STDIN, NULL, 0);
+        if (rc < 0)
             break;
     }
     pthread_mutex_lock(&s->lock);
@@ -376,7 +327,10 @@ static void *input_main(void *arg)
     return NULL;
 }
 
-/* Move queued input into wslay. false when the user went away. */
+/* Move queued input into the session while its output queue has room;
+ * the rest waits for the next turn of the loop. Input for a stream that is
+ * not open (stdin without -i, a resize without a terminal) is dropped.
+ * false when the user went away. */
 static bool pump_input(session *s)
 {
     char drain[64];
@@ -384,16 +338,21 @@ static bool pump_input(session *s)
         ;
     pthread_mutex_lock(&s->lock);
     size_t off = 0;
-    while (off + 4 <= s->input.len) {
+    while (off + 4 <= s->input.len && spdy_writable(s->spdy)) {
         uint32_t n;
         memcpy(&n, s->input.data + off, 4);
-        struct wslay_event_msg msg = {WSLAY_BINARY_FRAME,
-                                      (const uint8_t *)s->input.data + off + 4, n};
-        wslay_event_queue_msg(s->ws, &msg);
+        int op = (unsigned char)s->input.data[off + 4];
+        const char *data = s->input.data + off + 5;
+        uint32_t id = op == OP_RESIZE ? s->resize_id : s->stdin_id;
+        if (id) /* -1: the runtime reset the stream; nothing to do about it */
+            (void)spdy_data(s->spdy, id, data, n - 1, op == OP_CLOSE_STDIN);
         off += 4 + n;
     }
-    vk_buf_reset(&s->input);
-    pthread_cond_broadcast(&s->room);
+    if (off) {
+        memmove(s->input.data, s->input.data + off, s->input.len - off);
+        s->input.len -= off;
+        pthread_cond_broadcast(&s->room);
+    }
     bool alive = !s->input_done;
     pthread_mutex_unlock(&s->lock);
     return alive;
@@ -433,37 +392,80 @@ static int exit_status(const vk_buf *status, char *err, size_t errlen)
     return code;
 }
 
+/* Feed read bytes to the session as far as it takes them. */
+static void feed(session *s)
+{
+    if (s->in_off >= s->in.len)
+        return;
+    s->in_off += spdy_feed(s->spdy, (const uint8_t *)s->in.data + s->in_off,
+                           s->in.len - s->in_off);
+    if (s->in_off == s->in.len) {
+        vk_buf_reset(&s->in);
+        s->in_off = 0;
+    }
+}
+
+/* Read what the socket has. false when the connection is over. */
+static bool receive(session *s)
+{
+    char buf[READ_CHUNK];
+    ssize_t n = recv(s->fd, buf, sizeof buf, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return true;
+    if (n <= 0 || vk_buf_append(&s->in, buf, (size_t)n) < 0)
+        return false;
+    return true;
+}
+
+/* Write what the session queued. false when the connection is broken. */
+static bool transmit(session *s)
+{
+    const uint8_t *p;
+    size_t len = spdy_output(s->spdy, &p);
+    if (!len)
+        return true;
+    ssize_t n = send(s->fd, p, len, MSG_NOSIGNAL);
+    if (n < 0)
+        return errno == EAGAIN || errno == EINTR;
+    spdy_output_sent(s->spdy, (size_t)n);
+    return true;
+}
+
+/* Until the runtime closes the connection (after the status, when the
+ * command ended), the user goes away, or the session fails. */
 static void run(session *s)
 {
-    bool input_alive = true;
-    while (!s->user_gone) {
-        if (!input_alive)
+    bool input_alive = true, open = true;
+    while (open && input_alive && !s->user_gone) {
+        /* Every wake-up pumps the input: the wake pipe, or output drained
+         * below the high-water mark. */
+        feed(s);
+        input_alive = pump_input(s);
+        const uint8_t *p;
+        bool pending = spdy_output(s->spdy, &p) > 0;
+        if (spdy_closing(s->spdy) && !pending)
             break;
+        /* Read more only once the session took what it has. */
+        bool want_read = s->in_off == s->in.len && spdy_wants_input(s->spdy);
         struct pollfd pfd[2] = {
-            {.fd = s->fd, .events = (short)((wslay_event_want_read(s->ws) ? POLLIN : 0) |
-                                            (wslay_event_want_write(s->ws) ? POLLOUT : 0))},
+            {.fd = s->fd, .events = (short)((want_read ? POLLIN : 0) | (pending ? POLLOUT : 0))},
             {.fd = s->wake[0], .events = POLLIN},
         };
-        if (!pfd[0].events)
-            break;
-        /* Bytes of the handshake's read may hold frames already. */
-        int n = s->early_off < s->early.len ? 1 : poll(pfd, 2, -1);
+        int n = poll(pfd, 2, -1);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
             break;
-        if (pfd[1].revents & POLLIN)
-            input_alive = pump_input(s);
-        if ((s->early_off < s->early.len || (pfd[0].revents & (POLLIN | POLLHUP | POLLERR))) &&
-            wslay_event_recv(s->ws) != 0)
-            break;
-        if (wslay_event_want_write(s->ws) && wslay_event_send(s->ws) != 0)
-            break;
+        if (pfd[0].revents & (POLLIN | POLLHUP | POLLERR))
+            open = receive(s);
+        if (open && (pfd[0].revents & POLLOUT))
+            open = transmit(s);
     }
+    feed(s); /* the status may be in the last bytes read */
 }
 
-int stream_session(vk_ctx *ctx, const char *url, bool tty, vk_stream *io, uint32_t width,
-                   uint32_t height, int *exit_code)
+int stream_session(vk_ctx *ctx, const char *url, const stream_opts *o, vk_stream *io,
+                   int *exit_code)
 {
     char host[256], port[16], err[512] = "";
     const char *path;
@@ -471,12 +473,6 @@ int stream_session(vk_ctx *ctx, const char *url, bool tty, vk_stream *io, uint32
     pthread_t reader;
     bool reader_started = false;
     int code = VK_OK;
-    struct wslay_event_callbacks cb = {
-        .recv_callback = on_recv,
-        .send_callback = on_send,
-        .genmask_callback = on_genmask,
-        .on_msg_recv_callback = on_msg,
-    };
 
     *exit_code = -1;
     pthread_mutex_init(&s.lock, NULL);
@@ -494,20 +490,21 @@ int stream_session(vk_ctx *ctx, const char *url, bool tty, vk_stream *io, uint32
         code = vk_ctx_error(ctx, VK_UNAVAILABLE, "%s", err);
         goto out;
     }
-    if (pipe2(s.wake, O_NONBLOCK | O_CLOEXEC) < 0 ||
-        wslay_event_context_client_init(&s.ws, &cb, &s) != 0) {
+    s.spdy = spdy_client_new(&callbacks, &s, NULL);
+    if (pipe2(s.wake, O_NONBLOCK | O_CLOEXEC) < 0 || !s.spdy || open_streams(&s, o) < 0) {
         code = vk_ctx_error(ctx, VK_INTERNAL, "cannot set up the stream");
         goto out;
     }
-    wslay_event_config_set_max_recv_msg_length(s.ws, MAX_MESSAGE);
-    if (tty && width && height)
-        enqueue_resize(&s, width, height);
+    if (o->tty && o->width && o->height)
+        enqueue_resize(&s, o->width, o->height);
     if (pthread_create(&reader, NULL, input_main, &s) != 0) {
         code = vk_ctx_error(ctx, VK_INTERNAL, "cannot start the stream's input thread");
         goto out;
     }
     reader_started = true;
     run(&s);
+    if (spdy_error(s.spdy))
+        vk_warn("the runtime's stream broke SPDY", "error=\"%s\"", spdy_error(s.spdy));
     if (!s.user_gone && s.status.len) {
         *exit_code = exit_status(&s.status, err, sizeof err);
         if (*exit_code < 0)
@@ -520,15 +517,14 @@ out:
     pthread_mutex_unlock(&s.lock);
     if (reader_started)
         pthread_join(reader, NULL);
-    if (s.ws)
-        wslay_event_context_free(s.ws);
+    spdy_session_free(s.spdy);
     if (s.fd >= 0)
         close(s.fd);
     if (s.wake[0] >= 0) {
         close(s.wake[0]);
         close(s.wake[1]);
     }
-    vk_buf_free(&s.early);
+    vk_buf_free(&s.in);
     vk_buf_free(&s.status);
     vk_buf_free(&s.input);
     pthread_mutex_destroy(&s.lock);

@@ -1,4 +1,4 @@
-/* fuzz_spdy.c -- the SPDY/3.1 server session of core/spdy.c: frame parser,
+/* fuzz_spdy.c -- the SPDY/3.1 server session of sdk-c/spdy.c: frame parser,
  * header block inflation and parsing, stream rules, backpressure.
  *
  * Input: one byte seeding the chunk sizes, one byte of options, then the

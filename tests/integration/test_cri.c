@@ -489,9 +489,11 @@ static bool logs_contain(const char *pod, const char *ctr, const char *text)
 }
 
 /* Run a command in a container: its exit code (-1 when none came), the
- * final status in *code, stdout into out. */
+ * final status in *code, stdout into out. With close_stdin, stdin is
+ * closed after input. */
 static int exec_run(const char *pod, const char *ctr, const char *const *cmd, size_t n_cmd,
-                    const char *input, bool tty, char *out, size_t n, int *code)
+                    const char *input, bool close_stdin, bool tty, char *out, size_t n,
+                    int *code)
 {
     Vkc__Provider__V1__ExecInput in = VKC__PROVIDER__V1__EXEC_INPUT__INIT;
     Vkc__Provider__V1__ExecStart st = VKC__PROVIDER__V1__EXEC_START__INIT;
@@ -521,6 +523,12 @@ static int exec_run(const char *pod, const char *ctr, const char *const *cmd, si
         data.stdin.len = strlen(input);
         ck_assert_int_eq(vk_call_send(c, &data.base), 0);
     }
+    if (close_stdin) {
+        Vkc__Provider__V1__ExecInput eof = VKC__PROVIDER__V1__EXEC_INPUT__INIT;
+        eof.input_case = VKC__PROVIDER__V1__EXEC_INPUT__INPUT_STDIN_CLOSE;
+        eof.stdin_close = true;
+        ck_assert_int_eq(vk_call_send(c, &eof.base), 0);
+    }
     int exit_code = -1;
     size_t len = 0;
     Vkc__Provider__V1__ExecOutput *o;
@@ -549,7 +557,7 @@ static int exec_run(const char *pod, const char *ctr, const char *const *cmd, si
 static int exec_in(const char *pod, const char *ctr, const char *const *cmd, size_t n_cmd,
                    const char *input, char *out, size_t n, int *code)
 {
-    return exec_run(pod, ctr, cmd, n_cmd, input, false, out, n, code);
+    return exec_run(pod, ctr, cmd, n_cmd, input, false, false, out, n, code);
 }
 
 /* sh -c script in a container: its exit code (-1 when the exec failed),
@@ -784,6 +792,12 @@ START_TEST(test_pod_runs)
     const char *head[] = {"head", "-n", "1"};
     ck_assert_int_eq(exec_in("web", "app", head, 3, "ping\n", buf, sizeof buf, &code), 0);
     ck_assert_str_eq(buf, "ping\n");
+    /* The end of stdin reaches the command: cat ends, with all it read. */
+    const char *cat[] = {"cat"};
+    ck_assert_int_eq(exec_run("web", "app", cat, 1, "one\ntwo\n", true, false, buf, sizeof buf,
+                              &code), 0);
+    ck_assert_int_eq(code, VK_OK);
+    ck_assert_str_eq(buf, "one\ntwo\n");
     /* The security context and the limits reached the container. */
     const char *id[] = {"id", "-u"};
     ck_assert_int_eq(exec_in("web", "app", id, 2, NULL, buf, sizeof buf, &code), 0);
@@ -799,7 +813,8 @@ START_TEST(test_pod_runs)
     /* A terminal, of the size asked for. */
     /* The runtime applies the size asynchronously: give it a moment. */
     const char *term[] = {"sh", "-c", "tty; sleep 1; stty size"};
-    ck_assert_int_eq(exec_run("web", "app", term, 3, NULL, true, buf, sizeof buf, &code), 0);
+    ck_assert_int_eq(exec_run("web", "app", term, 3, NULL, false, true, buf, sizeof buf, &code),
+                     0);
     ck_assert_msg(strstr(buf, "/dev/pts/") && strstr(buf, "40 100"), "tty exec: %s", buf);
 
     /* Stats name the pod with CPU and memory figures. */

@@ -1,14 +1,16 @@
-/* test_spdy.c -- the SPDY/3.1 server session: what a Go spdystream client
- * really sends, frame round trips, header compression checked with a fresh
- * inflater, malformed and oversize input, zlib bombs, stream id rules, PING,
- * flow control frames and backpressure. */
+/* test_spdy.c -- the SPDY/3.1 session of sdk-c/spdy.c. As a server: what a
+ * Go spdystream client really sends, frame round trips, header compression
+ * checked with a fresh inflater, malformed and oversize input, zlib bombs,
+ * stream id rules, PING, flow control frames and backpressure. As a client:
+ * a whole exec conversation with a server session, and what a client does
+ * with frames only a server sends. */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
 
-#include "../../core/spdy.h"
+#include "spdy.h"
 #include "spdy_go_capture.h"
 
 
@@ -281,6 +283,12 @@ static void feed_all(spdy_session *s, const uint8_t *p, size_t len)
     ck_assert_uint_eq(spdy_feed(s, p, len), len);
 }
 
+/* Everything from queues into to. */
+static void pump(spdy_session *from, spdy_session *to)
+{
+    feed_all(to, outbuf, take_output(from, outbuf, sizeof outbuf));
+}
+
 /* ---- tests --------------------------------------------------------------- */
 
 START_TEST(dictionary_is_spdy3)
@@ -290,6 +298,118 @@ START_TEST(dictionary_is_spdy3)
                       0xe3c6a7c2u);
     ck_assert_int_eq(memcmp(spdy_dictionary, "\0\0\0\7options", 11), 0);
     ck_assert_int_eq(memcmp(spdy_dictionary + spdy_dictionary_len - 7, ",enq=0.", 7), 0);
+}
+END_TEST
+
+/* A client session opens the streams of an exec as kubectl does, sends
+ * stdin and closes it, and gets output, status and their FINs. */
+START_TEST(client_exec_conversation)
+{
+    struct rec r, cr;
+    spdy_session *s = server(&r, NULL);
+    memset(&cr, 0, sizeof cr);
+    spdy_session *c = spdy_client_new(&cbs, &cr, NULL);
+    cr.s = c;
+    ck_assert_uint_eq(spdy_open(s, NULL, 0, false), 0); /* servers open nothing */
+
+    spdy_nv error = {"streamType", "error", 0}, in = {"streamType", "stdin", 0},
+            out = {"streamType", "stdout", 0};
+    ck_assert_uint_eq(spdy_open(c, &error, 1, true), 1);
+    ck_assert_uint_eq(spdy_open(c, &in, 1, false), 3);
+    ck_assert_uint_eq(spdy_open(c, &out, 1, false), 5);
+    /* Data may follow the SYN_STREAM before any reply. */
+    ck_assert_int_eq(spdy_data(c, 3, "hi", 2, false), 0);
+    ck_assert_int_eq(spdy_data(c, 3, NULL, 0, true), 0);
+    ck_assert_int_eq(spdy_data(c, 1, "x", 1, false), -1); /* finished at open */
+    pump(c, s);
+    const char kinds[] = "SFSSDF";
+    const uint32_t ids[] = {1, 1, 3, 5, 3, 3};
+    ck_assert_int_eq(r.n, 6);
+    for (int i = 0; i < 6; i++) {
+        ck_assert_int_eq(r.ev[i].kind, kinds[i]);
+        ck_assert_uint_eq(r.ev[i].id, ids[i]);
+    }
+    ck_assert_str_eq(r.ev[0].type, "error");
+    ck_assert_str_eq(r.ev[2].type, "stdin");
+    ck_assert_str_eq(r.ev[3].type, "stdout");
+    ck_assert_int_eq(memcmp(r.ev[4].data, "hi", 2), 0);
+
+    /* The replies are taken silently; output, then the status. */
+    ck_assert_int_eq(spdy_data(s, 5, "hi", 2, true), 0);
+    ck_assert_int_eq(spdy_data(s, 1, "{}", 2, true), 0);
+    pump(s, c);
+    ck_assert(!spdy_closing(c));
+    ck_assert_int_eq(cr.n, 4);
+    ck_assert_int_eq(cr.ev[0].kind, 'D');
+    ck_assert_uint_eq(cr.ev[0].id, 5);
+    ck_assert_int_eq(cr.ev[1].kind, 'F');
+    ck_assert_int_eq(cr.ev[2].kind, 'D');
+    ck_assert_uint_eq(cr.ev[2].id, 1);
+    ck_assert_int_eq(memcmp(cr.ev[2].data, "{}", 2), 0);
+    ck_assert_int_eq(cr.ev[3].kind, 'F');
+    /* Both directions of stream 5 are finished only once the client's is. */
+    ck_assert_int_eq(spdy_data(c, 5, NULL, 0, true), 0);
+    ck_assert_int_eq(spdy_data(c, 5, NULL, 0, true), -1);
+    pump(c, s);
+    ck_assert_int_eq(r.n, 7);
+    ck_assert_int_eq(r.ev[6].kind, 'F');
+    spdy_session_free(c);
+    spdy_session_free(s);
+}
+END_TEST
+
+/* What a client does with frames that only a server may send. */
+START_TEST(client_frame_rules)
+{
+    struct rec r, cr;
+    spdy_session *s = server(&r, NULL);
+    memset(&cr, 0, sizeof cr);
+    spdy_session *c = spdy_client_new(&cbs, &cr, NULL);
+    spdy_nv out = {"streamType", "stdout", 0};
+    ck_assert_uint_eq(spdy_open(c, &out, 1, false), 1);
+    pump(c, s);
+    pump(s, c); /* the SYN_REPLY */
+
+    uint8_t buf[8192];
+    /* A server's SYN_STREAM (even id) is refused; its block still inflated:
+     * the SYN_REPLY after it must decode. */
+    spdy_nv nv[] = {{"streamtype", "data", 0}};
+    ck_assert_int_eq(spdy_write_syn_stream(s, 2, 0, nv, 1), 0);
+    size_t n = take_output(s, buf, sizeof buf);
+    static const uint8_t reply[] = {0, 0, 0, 1};
+    ck_assert_int_eq(spdy_write_syn_stream(s, 4, 0, nv, 1), 0); /* advances the deflater */
+    n += take_output(s, buf + n, sizeof buf - n);
+    n += raw_control(buf + n, 3, SPDY_PING, 0, (const uint8_t *)"\0\0\0\2", 4); /* server's */
+    n += raw_control(buf + n, 3, SPDY_PING, 0, (const uint8_t *)"\0\0\0\3", 4); /* answer */
+    n += raw_data(buf + n, 9, 0, "x", 1);   /* a stream never opened */
+    n += raw_control(buf + n, 3, SPDY_SYN_REPLY, 0, reply, sizeof reply); /* a second one */
+    feed_all(c, buf, n);
+    ck_assert(!spdy_closing(c));
+    ck_assert_int_eq(cr.n, 1);
+    ck_assert_int_eq(cr.ev[0].kind, 'R');
+    ck_assert_uint_eq(cr.ev[0].id, 1);
+    ck_assert_uint_eq(cr.ev[0].status, SPDY_STREAM_IN_USE);
+
+    struct peer peer = {0};
+    size_t on = take_output(c, outbuf, sizeof outbuf), off = 0;
+    const struct {
+        uint16_t type;
+        uint32_t id, value;
+    } want[] = {
+        {SPDY_RST_STREAM, 2, SPDY_REFUSED_STREAM}, {SPDY_RST_STREAM, 4, SPDY_REFUSED_STREAM},
+        {SPDY_PING, 2, 0},                          {SPDY_RST_STREAM, 9, SPDY_INVALID_STREAM},
+        {SPDY_RST_STREAM, 1, SPDY_STREAM_IN_USE},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        ck_assert(next_frame(&peer, outbuf, on, &off));
+        ck_assert_uint_eq(fr.type, want[i].type);
+        ck_assert_uint_eq(fr.id, want[i].id);
+        ck_assert_uint_eq(fr.value, want[i].value);
+    }
+    ck_assert(!next_frame(&peer, outbuf, on, &off));
+    peer_free(&peer);
+    spdy_session_free(c);
+    spdy_session_free(s);
 }
 END_TEST
 
@@ -983,6 +1103,8 @@ static Suite *suite(void)
     Suite *s = suite_create("spdy");
     TCase *t = tcase_create("core");
     tcase_add_test(t, dictionary_is_spdy3);
+    tcase_add_test(t, client_exec_conversation);
+    tcase_add_test(t, client_frame_rules);
     tcase_add_test(t, go_client_streams);
     tcase_add_test(t, go_client_byte_by_byte);
     tcase_add_test(t, header_round_trip);

@@ -1,5 +1,6 @@
-/* spdy.c -- SPDY/3.1 server session: frame parser, frame writer, header
- * compression. See spdy.h for what of the protocol is used and why. */
+/* spdy.c -- SPDY/3.1 session, server or client: frame parser, frame
+ * writer, header compression. See spdy.h for what of the protocol is used
+ * and why. */
 #include "spdy.h"
 
 #include <ctype.h>
@@ -150,6 +151,7 @@ struct stream {
     bool remote_fin; /* the client finished sending */
     bool local_fin;  /* we finished sending */
     bool opening;    /* inside on_stream, before SYN_REPLY */
+    bool replied;    /* client: the server answered our SYN_STREAM */
 };
 
 struct spdy_session {
@@ -167,7 +169,9 @@ struct spdy_session {
     size_t remaining;      /* payload bytes still to come (DATA, SKIP) */
     uint8_t *ctrl;         /* control payload being collected */
     size_t ctrl_len, ctrl_need;
-    uint32_t last_stream;  /* highest stream id the client opened */
+    uint32_t last_stream;  /* highest stream id the peer opened */
+    bool client;           /* we open the streams; the peer answers */
+    uint32_t next_id;      /* client: the id spdy_open gives next */
     bool paused;
     bool goaway_received;
 
@@ -418,6 +422,34 @@ static void remove_if_done(spdy_session *s, struct stream *st)
         remove_stream(s, st->id);
 }
 
+/* The peer finished sending on stream id: tell the user, then forget the
+ * stream if we finished too. */
+static void remote_finished(spdy_session *s, uint32_t id)
+{
+    struct stream *st = find_stream(s, id);
+    if (!st || st->remote_fin)
+        return;
+    st->remote_fin = true;
+    if (s->cb.on_fin)
+        s->cb.on_fin(s->user, id);
+    st = find_stream(s, id); /* the callback may have reset it */
+    if (st)
+        remove_if_done(s, st);
+}
+
+/* Stream ids are split by parity: a client's are odd, a server's even. */
+static bool ours(const spdy_session *s, uint32_t id)
+{
+    return (id & 1) == (s->client ? 1u : 0u);
+}
+
+/* Whether stream id existed at some time: frames for it are late, not
+ * wrong. */
+static bool ever_opened(const spdy_session *s, uint32_t id)
+{
+    return ours(s, id) ? id < s->next_id : id <= s->last_stream;
+}
+
 static void rst(spdy_session *s, uint32_t id, uint32_t status)
 {
     if (put_control_u32x2(s, SPDY_RST_STREAM, id, status) < 0)
@@ -578,8 +610,8 @@ static void on_syn_stream(spdy_session *s, const uint8_t *p, size_t len, uint8_t
         goto out;
     }
     s->last_stream = id;
-    if (!(id & 1)) {
-        rst(s, id, SPDY_PROTOCOL_ERROR); /* even ids are the server's */
+    if (ours(s, id)) {
+        rst(s, id, SPDY_PROTOCOL_ERROR); /* the peer took one of our ids */
         goto out;
     }
     long count = parse_block((const uint8_t *)block.data, block.len, &nv, &arena);
@@ -587,7 +619,8 @@ static void on_syn_stream(spdy_session *s, const uint8_t *p, size_t len, uint8_t
         rst(s, id, SPDY_PROTOCOL_ERROR);
         goto out;
     }
-    if (s->goaway_received || s->nstreams >= s->lim.max_streams) {
+    /* Kubernetes servers never open streams: a client refuses them. */
+    if (s->client || s->goaway_received || s->nstreams >= s->lim.max_streams) {
         rst(s, id, SPDY_REFUSED_STREAM);
         goto out;
     }
@@ -612,14 +645,8 @@ static void on_syn_stream(spdy_session *s, const uint8_t *p, size_t len, uint8_t
     st->opening = false;
     if (put_syn_reply(s, id) < 0)
         goto out;
-    if (flags & SPDY_FLAG_FIN) {
-        st->remote_fin = true;
-        if (s->cb.on_fin)
-            s->cb.on_fin(s->user, id);
-        st = find_stream(s, id);
-        if (st)
-            remove_if_done(s, st);
-    }
+    if (flags & SPDY_FLAG_FIN)
+        remote_finished(s, id);
 out:
     vk_buf_free(&block);
     free(nv);
@@ -627,7 +654,8 @@ out:
 }
 
 /* SYN_REPLY and HEADERS: the block is inflated to keep the context in step
- * and checked; their content means nothing to a server here. */
+ * and checked; its content means nothing to either side here. A SYN_REPLY
+ * is only right once, for a stream we opened. */
 static void on_other_headers(spdy_session *s, uint16_t type, const uint8_t *p, size_t len,
                              uint8_t flags)
 {
@@ -645,26 +673,24 @@ static void on_other_headers(spdy_session *s, uint16_t type, const uint8_t *p, s
         goto out;
     }
     struct stream *st = find_stream(s, id);
-    if (type == SPDY_SYN_REPLY || !st) {
-        /* We open no streams, so no reply can be for one of ours. */
-        if (!st && id > s->last_stream)
+    if (!st) {
+        if (!ever_opened(s, id))
             rst(s, id, SPDY_INVALID_STREAM);
-        else if (st)
-            reset_stream(s, id, SPDY_STREAM_IN_USE);
         goto out;
+    }
+    if (type == SPDY_SYN_REPLY) {
+        if (!ours(s, id) || st->replied) {
+            reset_stream(s, id, SPDY_STREAM_IN_USE);
+            goto out;
+        }
+        st->replied = true;
     }
     if (parse_block((const uint8_t *)block.data, block.len, &nv, &arena) < 0) {
         reset_stream(s, id, SPDY_PROTOCOL_ERROR);
         goto out;
     }
-    if ((flags & SPDY_FLAG_FIN) && !st->remote_fin) {
-        st->remote_fin = true;
-        if (s->cb.on_fin)
-            s->cb.on_fin(s->user, id);
-        st = find_stream(s, id);
-        if (st)
-            remove_if_done(s, st);
-    }
+    if (flags & SPDY_FLAG_FIN)
+        remote_finished(s, id);
 out:
     vk_buf_free(&block);
     free(nv);
@@ -709,9 +735,9 @@ static void on_control(spdy_session *s, uint16_t type, uint8_t flags, const uint
             fail(s, SPDY_GOAWAY_PROTOCOL_ERROR, "PING of %zu bytes", len);
             break;
         }
-        /* Odd ids are the client's pings; even ones would answer ours, and
-         * we send none. */
-        if ((get32(p) & 1) && spdy_write_ping(s, get32(p)) < 0)
+        /* Pings with the peer's parity are its own, to echo; ours would be
+         * answers, and we send none. */
+        if (!ours(s, get32(p)) && spdy_write_ping(s, get32(p)) < 0)
             fail(s, SPDY_GOAWAY_INTERNAL_ERROR, "out of memory");
         break;
     case SPDY_GOAWAY:
@@ -745,17 +771,8 @@ static bool known_control(uint16_t type)
 static void end_data(spdy_session *s)
 {
     s->st = ST_HEAD;
-    if (!(s->frame_flags & SPDY_FLAG_FIN))
-        return;
-    struct stream *st = find_stream(s, s->frame_stream);
-    if (!st || st->remote_fin)
-        return;
-    st->remote_fin = true;
-    if (s->cb.on_fin)
-        s->cb.on_fin(s->user, s->frame_stream);
-    st = find_stream(s, s->frame_stream);
-    if (st)
-        remove_if_done(s, st);
+    if (s->frame_flags & SPDY_FLAG_FIN)
+        remote_finished(s, s->frame_stream);
 }
 
 static void begin_data(spdy_session *s, uint32_t id, size_t len)
@@ -770,8 +787,8 @@ static void begin_data(spdy_session *s, uint32_t id, size_t len)
     struct stream *st = find_stream(s, id);
     if (!st) {
         /* Late frames on a stream already closed are dropped; a stream
-         * that never existed is the client's mistake. */
-        if (id > s->last_stream || !(id & 1))
+         * that never existed is the peer's mistake. */
+        if (!ever_opened(s, id))
             rst(s, id, SPDY_INVALID_STREAM);
         return;
     }
@@ -959,7 +976,8 @@ void spdy_rst(spdy_session *s, uint32_t id, enum spdy_rst_status status)
 
 /* ---- life cycle -------------------------------------------------------- */
 
-spdy_session *spdy_session_new(const spdy_callbacks *cb, void *user, const spdy_limits *lim)
+static spdy_session *session_new(const spdy_callbacks *cb, void *user, const spdy_limits *lim,
+                                 bool client)
 {
     spdy_session *s = calloc(1, sizeof *s);
     if (!s)
@@ -970,7 +988,37 @@ spdy_session *spdy_session_new(const spdy_callbacks *cb, void *user, const spdy_
         s->lim = *lim;
     else
         spdy_limits_default(&s->lim);
+    s->client = client;
+    s->next_id = client ? 1 : 0;
     return s;
+}
+
+spdy_session *spdy_session_new(const spdy_callbacks *cb, void *user, const spdy_limits *lim)
+{
+    return session_new(cb, user, lim, false);
+}
+
+spdy_session *spdy_client_new(const spdy_callbacks *cb, void *user, const spdy_limits *lim)
+{
+    return session_new(cb, user, lim, true);
+}
+
+uint32_t spdy_open(spdy_session *s, const spdy_nv *nv, size_t count, bool fin)
+{
+    if (!s->client || s->closing || s->goaway_received || s->next_id > 0x7fffffffu ||
+        s->nstreams >= s->lim.max_streams)
+        return 0;
+    uint32_t id = s->next_id;
+    struct stream *st = add_stream(s, id);
+    if (!st)
+        return 0;
+    if (spdy_write_syn_stream(s, id, fin ? SPDY_FLAG_FIN : 0, nv, count) < 0) {
+        remove_stream(s, id);
+        return 0;
+    }
+    s->next_id += 2;
+    st->local_fin = fin;
+    return id;
 }
 
 void spdy_session_free(spdy_session *s)
