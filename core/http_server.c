@@ -319,7 +319,11 @@ static void put_head(http_request *c, int status, const char *headers, const cha
     out_printf(c, "HTTP/1.1 %d %s\r\n", status, reason_phrase(status));
     if (headers)
         out_append(c, headers, strlen(headers));
-    out_printf(c, "%s\r\n%s\r\n", framing, c->keep_alive ? "" : "Connection: close\r\n");
+    /* An HTTP/1.0 stream has no framing header (its body ends with the
+     * connection): an empty line here would end the head early. */
+    if (*framing)
+        out_printf(c, "%s\r\n", framing);
+    out_printf(c, "%s\r\n", c->keep_alive ? "" : "Connection: close\r\n");
     if (vk_log_enabled(VK_LOG_DEBUG)) {
         char path[LOGVAL_MAX];
         vk_log(VK_LOG_DEBUG, "http request", "method=%s path=%s status=%d peer=%s",
@@ -800,8 +804,19 @@ static void conn_process(http_request *c)
          * gets it parsed (and answered, when the answer comes at once). */
         if (!c->broken)
             parse_input(c);
-        if (c->state == ST_READING && (c->eof || c->broken))
+        if (!c->eof && !c->broken)
+            break;
+        if (c->state == ST_READING) {
             conn_close(c, false);
+        } else {
+            /* The request was dispatched, and the end came in the same
+             * read: the state the handler left must see it too, in one
+             * more round. Nothing else would run it: a handler that
+             * answers later calls nothing that kicks, and the watcher,
+             * stopped at the end, never reports it again; the handler
+             * would never hear `closed`. */
+            c->again = true;
+        }
         break;
     case ST_HANDLING:
     case ST_STREAMING:

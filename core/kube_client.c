@@ -198,15 +198,52 @@ static void free_secret(char *s)
     }
 }
 
+/* Bodies both ways may carry secrets: a TokenReview's token going out, a
+ * TokenRequest's coming back, Secrets listed. Only the caller knows which
+ * do, so every body is wiped before its memory goes back to the heap; the
+ * cost is one pass over bytes that were just copied anyway. */
+static void wipe_free(char *p, size_t len)
+{
+    if (p)
+        explicit_bzero(p, len);
+    free(p);
+}
+
+/* vk_buf_append for the response body: grown by hand, since realloc would
+ * hand the old copy back to the heap unwiped. */
+static int resp_append(vk_buf *b, const char *data, size_t len)
+{
+    if (b->len + len + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + len + 1)
+            cap *= 2;
+        char *p = malloc(cap);
+        if (!p)
+            return -1;
+        if (b->len)
+            memcpy(p, b->data, b->len);
+        wipe_free(b->data, b->len);
+        b->data = p;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, data, len);
+    b->len += len;
+    b->data[b->len] = '\0';
+    return 0;
+}
+
 static void free_req(struct req *r)
 {
     if (r->easy)
         curl_easy_cleanup(r->easy);
+    /* One of them is "Authorization: Bearer <token>". */
+    for (struct curl_slist *h = r->headers; h; h = h->next)
+        explicit_bzero(h->data, strlen(h->data));
     curl_slist_free_all(r->headers);
     free(r->path);
-    free(r->body);
+    wipe_free(r->body, r->body_len);
     free(r->content_type);
-    vk_buf_free(&r->resp);
+    wipe_free(r->resp.data, r->resp.len);
     free(r);
 }
 
@@ -362,7 +399,7 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *ud)
         snprintf(r->fail, sizeof r->fail, "response body exceeds %zu bytes", r->max_body);
         return 0;
     }
-    if (vk_buf_append(&r->resp, data, len) < 0) {
+    if (resp_append(&r->resp, data, len) < 0) {
         snprintf(r->fail, sizeof r->fail, "out of memory for the response body");
         return 0;
     }

@@ -15,6 +15,7 @@
 #include "base64.h"
 #include "buf.h"
 #include "log.h"
+#include "logval.h"
 
 /* Bounds on what we read: a kubeconfig with a few embedded certificates is
  * a few kilobytes, so these only stop a wrong path (a device, a huge file)
@@ -24,6 +25,9 @@
 #define MAX_TOKEN      (1u << 20)
 
 #define SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
+
+/* A name quoted by `quoted`: logval's output and the quotes it may lack. */
+#define QUOTED_MAX (LOGVAL_MAX + 2)
 
 static int failf(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -80,6 +84,19 @@ fail:;
     return -1;
 }
 
+/* A name from the file (or --context) for a message, in quotes and escaped
+ * as logval escapes: a newline or a quote in the name can neither break
+ * the one-line message kubeconfig.h promises nor end the name early. */
+static const char *quoted(char *buf, size_t cap, const char *s)
+{
+    char v[LOGVAL_MAX];
+    logval(v, sizeof v, s);
+    /* logval quotes only what needs escaping; what it left bare is safe. */
+    bool bare = v[0] != '"';
+    snprintf(buf, cap, "%s%s%s", bare ? "\"" : "", v, bare ? "\"" : "");
+    return buf;
+}
+
 static void wipe_free(char *p, size_t len)
 {
     if (p)
@@ -109,6 +126,7 @@ static int base64_decode(const char *in, vk_buf *out)
 
 typedef struct kc {
     const char *path;
+    char path_v[LOGVAL_MAX]; /* path escaped, for messages and logs */
     char *dir;            /* directory relative paths resolve against, NULL for cwd */
     yaml_document_t doc;
     char *err;
@@ -127,9 +145,9 @@ static int fail_at(kc *k, const yaml_node_t *n, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     if (n)
-        return failf(k->err, k->errlen, "kubeconfig %s: line %zu: %s", k->path,
+        return failf(k->err, k->errlen, "kubeconfig %s: line %zu: %s", k->path_v,
                      n->start_mark.line + 1, msg);
-    return failf(k->err, k->errlen, "kubeconfig %s: %s", k->path, msg);
+    return failf(k->err, k->errlen, "kubeconfig %s: %s", k->path_v, msg);
 }
 
 static yaml_node_t *node_at(kc *k, int id)
@@ -184,9 +202,12 @@ static void skip_unknown(kc *k, yaml_node_t *map, const char *where, const char 
         const char *const *c = known;
         while (*c && strcmp(*c, key) != 0)
             c++;
-        if (!*c)
-            vk_debug("kubeconfig field ignored", "file=%s field=%s%s line=%zu", k->path, where,
-                     key, kn->start_mark.line + 1);
+        if (!*c) {
+            char field[LOGVAL_MAX], field_v[LOGVAL_MAX];
+            snprintf(field, sizeof field, "%s%s", where, key);
+            vk_debug("kubeconfig field ignored", "file=%s field=%s line=%zu", k->path_v,
+                     logval(field_v, sizeof field_v, field), kn->start_mark.line + 1);
+        }
     }
 }
 
@@ -255,15 +276,18 @@ static int find_named(kc *k, yaml_node_t *root, const char *list, const char *it
             return -1;
         if (!ename || strcmp(ename, name) != 0)
             continue;
+        char name_q[QUOTED_MAX];
         if (*entry)
-            return fail_at(k, e, "%s: duplicate name \"%s\"", list, name);
+            return fail_at(k, e, "%s: duplicate name %s", list,
+                           quoted(name_q, sizeof name_q, name));
         char where[32];
         snprintf(where, sizeof where, "%s[].", list);
         skip_unknown(k, e, where, known);
         *entry = e;
         *body = map_get(k, e, item);
         if (!is_null(*body) && (*body)->type != YAML_MAPPING_NODE)
-            return fail_at(k, *body, "%s \"%s\": %s: expected a mapping", list, name, item);
+            return fail_at(k, *body, "%s %s: %s: expected a mapping", list,
+                           quoted(name_q, sizeof name_q, name), item);
     }
     return *entry != NULL;
 }
@@ -292,7 +316,7 @@ static int load_pem(kc *k, yaml_node_t *map, const char *what, const char *key,
         return -1;
     if (data) {
         if (path)
-            vk_debug("kubeconfig: inline data overrides file", "file=%s field=%s", k->path, key);
+            vk_debug("kubeconfig: inline data overrides file", "file=%s field=%s", k->path_v, key);
         vk_buf b = VK_BUF_INIT;
         int rc = base64_decode(data, &b);
         if (rc < 0) {
@@ -310,8 +334,12 @@ static int load_pem(kc *k, yaml_node_t *map, const char *what, const char *key,
     *file = resolve(k, path);
     if (!*file)
         return fail_at(k, NULL, "out of memory");
-    if (slurp(*file, MAX_PEM, pem, len) < 0)
-        return fail_at(k, path_at, "%s %s: %s: %s", what, key, *file, strerror(errno));
+    if (slurp(*file, MAX_PEM, pem, len) < 0) {
+        const char *why = strerror(errno);
+        char file_v[LOGVAL_MAX];
+        return fail_at(k, path_at, "%s %s: %s: %s", what, key,
+                       logval(file_v, sizeof file_v, *file), why);
+    }
     return 0;
 }
 
@@ -329,13 +357,13 @@ static int load_cluster(kc *k, yaml_node_t *entry, yaml_node_t *c, const char *n
     static const char *const known[] = {"server", "certificate-authority",
                                         "certificate-authority-data", "insecure-skip-tls-verify",
                                         "tls-server-name", "extensions", NULL};
-    char what[300];
+    char what[QUOTED_MAX + 16], name_q[QUOTED_MAX], name_v[LOGVAL_MAX];
     const char *server, *sni;
-    snprintf(what, sizeof what, "cluster \"%s\":", name);
+    snprintf(what, sizeof what, "cluster %s:", quoted(name_q, sizeof name_q, name));
     skip_unknown(k, c, "cluster.", known);
     if (map_get(k, c, "proxy-url"))
         vk_warn("kubeconfig proxy-url is not supported; connecting directly", "file=%s cluster=%s",
-                k->path, name);
+                k->path_v, logval(name_v, sizeof name_v, name));
     if (get_str(k, c, "server", &server, NULL) < 0 ||
         get_str(k, c, "tls-server-name", &sni, NULL) < 0 ||
         get_bool(k, c, "insecure-skip-tls-verify", &cfg->insecure) < 0)
@@ -361,15 +389,15 @@ static int load_user(kc *k, yaml_node_t *entry, yaml_node_t *u, const char *name
                                         "extensions", NULL};
     static const char *const unsupported[] = {"exec", "auth-provider", "username", "password",
                                               "as", "as-uid", "as-groups", "as-user-extra", NULL};
-    char what[300];
+    char what[QUOTED_MAX + 16], name_q[QUOTED_MAX], name_v[LOGVAL_MAX];
     const char *token, *token_file;
     yaml_node_t *token_file_at;
-    snprintf(what, sizeof what, "user \"%s\":", name);
+    snprintf(what, sizeof what, "user %s:", quoted(name_q, sizeof name_q, name));
     skip_unknown(k, u, "user.", known);
     for (int i = 0; unsupported[i]; i++)
         if (map_get(k, u, unsupported[i]))
             vk_warn("kubeconfig user field is not supported; ignored", "file=%s user=%s field=%s",
-                    k->path, name, unsupported[i]);
+                    k->path_v, logval(name_v, sizeof name_v, name), unsupported[i]);
     if (load_pem(k, u, what, "client-certificate", &cfg->cert_pem, &cfg->cert_pem_len,
                  &cfg->cert_file) < 0 ||
         load_pem(k, u, what, "client-key", &cfg->key_pem, &cfg->key_pem_len, &cfg->key_file) < 0)
@@ -392,9 +420,12 @@ static int load_user(kc *k, yaml_node_t *entry, yaml_node_t *u, const char *name
     if (!cfg->token) {
         char *t;
         size_t len;
-        if (slurp(cfg->token_file, MAX_TOKEN, &t, &len) < 0)
-            return fail_at(k, token_file_at, "%s tokenFile: %s: %s", what, cfg->token_file,
-                           strerror(errno));
+        if (slurp(cfg->token_file, MAX_TOKEN, &t, &len) < 0) {
+            const char *why = strerror(errno);
+            char file_v[LOGVAL_MAX];
+            return fail_at(k, token_file_at, "%s tokenFile: %s: %s", what,
+                           logval(file_v, sizeof file_v, cfg->token_file), why);
+        }
         wipe_free(t, len);
     }
     return 0;
@@ -409,10 +440,10 @@ static int parse_error(kc *k, yaml_parser_t *p)
     case YAML_MEMORY_ERROR:
         return fail_at(k, NULL, "out of memory");
     case YAML_READER_ERROR:
-        return failf(k->err, k->errlen, "kubeconfig %s: byte %zu: %s", k->path,
+        return failf(k->err, k->errlen, "kubeconfig %s: byte %zu: %s", k->path_v,
                      p->problem_offset, p->problem ? p->problem : "unreadable");
     default:
-        return failf(k->err, k->errlen, "kubeconfig %s: line %zu: %s%s", k->path,
+        return failf(k->err, k->errlen, "kubeconfig %s: line %zu: %s%s", k->path_v,
                      p->problem_mark.line + 1, p->problem ? p->problem : "invalid YAML", ctx);
     }
 }
@@ -424,6 +455,7 @@ static int load_doc(kc *k, yaml_node_t *root, const char *context, kube_config *
     static const char *const ctx_known[] = {"cluster", "user", "namespace", "extensions", NULL};
     const char *cluster, *user, *ns;
     yaml_node_t *entry, *body, *cur_at;
+    char ctx_q[QUOTED_MAX], name_q[QUOTED_MAX];
     int r;
 
     if (root->type != YAML_MAPPING_NODE)
@@ -435,24 +467,25 @@ static int load_doc(kc *k, yaml_node_t *root, const char *context, kube_config *
         if (!context || !*context)
             return fail_at(k, cur_at, "no current-context is set (and no context was given)");
     }
+    quoted(ctx_q, sizeof ctx_q, context);
     r = find_named(k, root, "contexts", "context", context, &entry, &body);
     if (r <= 0)
-        return r < 0 ? -1 : fail_at(k, NULL, "context \"%s\" not found", context);
+        return r < 0 ? -1 : fail_at(k, NULL, "context %s not found", ctx_q);
     skip_unknown(k, body, "context.", ctx_known);
     if (get_str(k, body, "cluster", &cluster, NULL) < 0 ||
         get_str(k, body, "user", &user, NULL) < 0 ||
         get_str(k, body, "namespace", &ns, NULL) < 0)
         return -1;
     if (!cluster || !*cluster)
-        return fail_at(k, entry, "context \"%s\": no cluster", context);
+        return fail_at(k, entry, "context %s: no cluster", ctx_q);
     if (dup_into(k, &cfg->namespace, ns && *ns ? ns : "default") < 0)
         return -1;
 
     yaml_node_t *ctx_entry = entry;
     r = find_named(k, root, "clusters", "cluster", cluster, &entry, &body);
     if (r <= 0)
-        return r < 0 ? -1 : fail_at(k, ctx_entry, "context \"%s\": cluster \"%s\" not found",
-                                    context, cluster);
+        return r < 0 ? -1 : fail_at(k, ctx_entry, "context %s: cluster %s not found", ctx_q,
+                                    quoted(name_q, sizeof name_q, cluster));
     if (load_cluster(k, entry, body, cluster, cfg) < 0)
         return -1;
 
@@ -460,8 +493,8 @@ static int load_doc(kc *k, yaml_node_t *root, const char *context, kube_config *
     if (user && *user) {
         r = find_named(k, root, "users", "user", user, &entry, &body);
         if (r <= 0)
-            return r < 0 ? -1 : fail_at(k, ctx_entry, "context \"%s\": user \"%s\" not found",
-                                        context, user);
+            return r < 0 ? -1 : fail_at(k, ctx_entry, "context %s: user %s not found", ctx_q,
+                                        quoted(name_q, sizeof name_q, user));
         if (load_user(k, entry, body, user, cfg) < 0)
             return -1;
     }
@@ -483,18 +516,19 @@ int kube_config_load_file(kube_config *cfg, const char *path, const char *contex
     int r = -1;
 
     memset(cfg, 0, sizeof *cfg);
+    logval(k.path_v, sizeof k.path_v, path);
     if (slurp(path, MAX_KUBECONFIG, &text, &len) < 0)
-        return failf(err, errlen, "kubeconfig %s: %s", path, strerror(errno));
+        return failf(err, errlen, "kubeconfig %s: %s", k.path_v, strerror(errno));
     const char *slash = strrchr(path, '/');
     if (slash) {
         k.dir = slash == path ? strdup("/") : strndup(path, (size_t)(slash - path));
         if (!k.dir) {
             wipe_free(text, len);
-            return failf(err, errlen, "kubeconfig %s: out of memory", path);
+            return failf(err, errlen, "kubeconfig %s: out of memory", k.path_v);
         }
     }
     if (!yaml_parser_initialize(&parser)) {
-        failf(err, errlen, "kubeconfig %s: out of memory", path);
+        failf(err, errlen, "kubeconfig %s: out of memory", k.path_v);
         goto out_text;
     }
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
@@ -598,8 +632,11 @@ int kube_config_load(kube_config *cfg, const char *path, const char *context,
             char *first = strndup(env + skip, n);
             if (!first)
                 return failf(err, errlen, "kubeconfig: out of memory");
-            if (env[skip + n] && env[skip + n + 1 + strspn(env + skip + n + 1, ":")])
-                vk_info("KUBECONFIG lists several files; reading only the first", "file=%s", first);
+            if (env[skip + n] && env[skip + n + 1 + strspn(env + skip + n + 1, ":")]) {
+                char first_v[LOGVAL_MAX];
+                vk_info("KUBECONFIG lists several files; reading only the first", "file=%s",
+                        logval(first_v, sizeof first_v, first));
+            }
             int r = kube_config_load_file(cfg, first, context, err, errlen);
             free(first);
             return r;
@@ -657,10 +694,14 @@ int kube_config_token(const kube_config *cfg, char **token, char *err, size_t er
             *token = t;
             return 0;
         }
+        const char *why = strerror(errno);
+        /* The path may come from a kubeconfig's tokenFile. */
+        char file_v[LOGVAL_MAX];
+        logval(file_v, sizeof file_v, cfg->token_file);
         if (!cfg->token)
-            return failf(err, errlen, "token file %s: %s", cfg->token_file, strerror(errno));
+            return failf(err, errlen, "token file %s: %s", file_v, why);
         vk_warn("token file unreadable; using the inline token", "file=%s error=\"%s\"",
-                cfg->token_file, strerror(errno));
+                file_v, why);
     }
     if (cfg->token && !(*token = strdup(cfg->token)))
         return failf(err, errlen, "out of memory");

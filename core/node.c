@@ -132,7 +132,7 @@ struct node {
     ev_timer poll_timer;
     bool poll_in_flight;
     unsigned provider_failing;
-    bool bad_node_warned, bad_label_warned;
+    bool bad_node_warned, bad_label_warned, bad_condition_warned;
 
     /* The WatchNode reader's hand-over. */
     pthread_mutex_t slot_lock;
@@ -281,18 +281,38 @@ static bool label_name_ok(const char *s, size_t len)
     return true;
 }
 
-/* A DNS subdomain: the prefix of a label key. */
-static bool dns_subdomain_ok(const char *s, size_t len)
+/* One part of a DNS name (RFC 1123): 1 to 63 lowercase alphanumerics and
+ * '-', with no '-' at either end. */
+static bool dns_label_ok(const char *s, size_t len)
 {
-    if (len == 0 || len > 253)
+    if (len == 0 || len > 63)
         return false;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
         bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-        if (!alnum && (i == 0 || i == len - 1 || !strchr("-.", c)))
+        if (!alnum && (c != '-' || i == 0 || i == len - 1))
             return false;
     }
     return true;
+}
+
+/* A DNS subdomain, the prefix of a label key: every dot-separated part is
+ * checked, since the characters alone let "a..b", "a.-b" and "-.a" through,
+ * which the API server refuses (and with them the whole Node). */
+static bool dns_subdomain_ok(const char *s, size_t len)
+{
+    if (len == 0 || len > 253)
+        return false;
+    const char *end = s + len;
+    for (const char *part = s;;) {
+        const char *dot = memchr(part, '.', (size_t)(end - part));
+        const char *part_end = dot ? dot : end;
+        if (!dns_label_ok(part, (size_t)(part_end - part)))
+            return false;
+        if (!dot)
+            return true;
+        part = dot + 1;
+    }
 }
 
 static bool label_ok(const char *key, const char *value)
@@ -500,6 +520,27 @@ static int cond_set(cond *c, const char *type, const char *status, const char *r
     return 0;
 }
 
+/* A provider's condition status as the Node carries it. True, False and
+ * Unknown are the only values a NodeCondition has, and all that the
+ * scheduler and the node lifecycle controller understand; of any other
+ * word the core cannot tell what the provider meant, which is Unknown. */
+static const char *condition_status(node *n, const char *type, yajl_val status)
+{
+    const char *s = vk_json_str(status, NULL);
+    if (!s)
+        return "Unknown";
+    if (strcmp(s, "True") == 0 || strcmp(s, "False") == 0 || strcmp(s, "Unknown") == 0)
+        return s;
+    if (!n->bad_condition_warned) {
+        char type_v[LOGVAL_MAX], status_v[LOGVAL_MAX];
+        vk_warn("provider condition status is not True, False or Unknown; reporting Unknown",
+                "node=%s type=%s status=%s", n->name, logval(type_v, sizeof type_v, type),
+                logval(status_v, sizeof status_v, s));
+        n->bad_condition_warned = true;
+    }
+    return "Unknown";
+}
+
 static void log_ready(node *n)
 {
     const cond *r = find_cond(n, "Ready");
@@ -549,7 +590,7 @@ static void refresh_conditions(node *n)
         have_ready |= ready;
         int rc = ready && own_ready
             ? cond_set(&next[k], type, rs, rr, rm)
-            : cond_set(&next[k], type, vk_json_str(vk_json_member(c, "status"), "Unknown"),
+            : cond_set(&next[k], type, condition_status(n, type, vk_json_member(c, "status")),
                        vk_json_str(vk_json_member(c, "reason"), NULL),
                        vk_json_str(vk_json_member(c, "message"), NULL));
         if (rc < 0)

@@ -817,6 +817,29 @@ START_TEST(streams_chunked_responses)
 }
 END_TEST
 
+/* HTTP/1.0 has no chunks: the body runs to the close, right after a head
+ * that says so. */
+START_TEST(http10_stream_ends_with_the_connection)
+{
+    vk_buf out = VK_BUF_INIT;
+    raw_exchange("GET /chunks HTTP/1.0\r\n\r\n", &out);
+    ck_assert_msg(strncmp(out.data, "HTTP/1.1 200 ", 13) == 0, "got %s", out.data);
+    const char *end = strstr(out.data, "\r\n\r\n");
+    ck_assert_msg(end != NULL, "no end of head: %s", out.data);
+    ck_assert_str_eq(end + 4, "chunk0;chunk1;chunk2;chunk3;chunk4;");
+    ck_assert_ptr_nonnull(strstr(out.data, "\r\nConnection: close\r\n\r\n"));
+    ck_assert_ptr_null(strcasestr(out.data, "Transfer-Encoding"));
+    vk_buf_reset(&out);
+    /* HEAD: the same head, and nothing after it. */
+    raw_exchange("HEAD /chunks HTTP/1.0\r\n\r\n", &out);
+    ck_assert_msg(strncmp(out.data, "HTTP/1.1 200 ", 13) == 0, "got %s", out.data);
+    end = strstr(out.data, "\r\n\r\n");
+    ck_assert_msg(end != NULL && end[4] == '\0', "a body came: %s", out.data);
+    ck_assert_ptr_nonnull(strstr(out.data, "\r\nConnection: close\r\n\r\n"));
+    vk_buf_free(&out);
+}
+END_TEST
+
 START_TEST(huge_header_is_refused_and_closed)
 {
     rawc c;
@@ -944,6 +967,47 @@ START_TEST(disconnect_while_handling_is_reported)
     ck_assert_int_eq(atomic_load(&raw.closed), 0);
     rawc_close(&c);
     ck_assert(wait_int(&raw.closed, 1, 3000));
+}
+END_TEST
+
+static atomic_int loop_held;
+
+/* On the loop thread: keep it from reading while the client writes. */
+static void hold_loop(void *arg)
+{
+    (void)arg;
+    atomic_store(&loop_held, 1);
+    sleep_ms(300);
+}
+
+static void *hold_loop_thread(void *arg)
+{
+    (void)arg;
+    on_loop(hold_loop, NULL);
+    return NULL;
+}
+
+START_TEST(close_in_the_read_of_the_request_is_reported)
+{
+    rawc c;
+    ck_assert_int_eq(rawc_open(&c, W.raw_port, 0, 0), 0);
+    /* The request and the client's close must reach the server in one
+     * read: the loop is held while both are sent. */
+    atomic_store(&loop_held, 0);
+    pthread_t holder;
+    ck_assert_int_eq(pthread_create(&holder, NULL, hold_loop_thread, NULL), 0);
+    ck_assert(wait_int(&loop_held, 1, 3000));
+    const char *req = "GET /hang HTTP/1.1\r\nHost: x\r\n\r\n";
+    rawc_send(&c, req, strlen(req));
+    /* close_notify and FIN, without the reset a close() with unread
+     * session tickets would send. */
+    SSL_shutdown(c.ssl);
+    ERR_clear_error();
+    shutdown(c.fd, SHUT_WR);
+    pthread_join(holder, NULL);
+    /* /hang never answers: only `closed` ends it. */
+    ck_assert(wait_int(&raw.closed, 1, 3000));
+    rawc_close(&c);
 }
 END_TEST
 
@@ -1398,12 +1462,14 @@ static Suite *http_suite(void)
     tcase_add_test(tc, serves_keep_alive_and_parses_requests);
     tcase_add_test(tc, bad_requests);
     tcase_add_test(tc, streams_chunked_responses);
+    tcase_add_test(tc, http10_stream_ends_with_the_connection);
     tcase_add_test(tc, huge_header_is_refused_and_closed);
     tcase_add_test(tc, slow_and_idle_clients_are_dropped);
     tcase_add_test(tc, old_tls_is_refused);
     tcase_add_test(tc, connection_limit);
     tcase_add_test(tc, backpressure_bounds_memory_and_close_is_reported);
     tcase_add_test(tc, disconnect_while_handling_is_reported);
+    tcase_add_test(tc, close_in_the_read_of_the_request_is_reported);
     tcase_add_test(tc, upgrade_hands_over_raw_bytes);
     tcase_add_test(tc, health_pods_and_unknown_routes);
     tcase_add_test(tc, provider_routes);

@@ -391,6 +391,35 @@ START_TEST(error_unknown_cluster_or_user)
 }
 END_TEST
 
+/* Names and paths from the file are escaped in messages, which stay on one
+ * line and in which a quote cannot end a name early. */
+START_TEST(error_names_escaped)
+{
+    /* A quote in a name (the line break of a flow scalar spanning lines
+     * folds into a space), then a line break in one (an escape). */
+    expect_error(HEAD
+        "clusters: [{name: c, cluster: {server: 'https://k'}}]\n"
+        "contexts: [{name: x, context: {cluster: \"d\n\\\"\"}}]\n"
+        "current-context: x\n", NULL, "context \"x\": cluster \"d \\\"\" not found");
+    ck_assert_ptr_null(strchr(err, '\n'));
+    expect_error(HEAD
+        "clusters: [{name: c, cluster: {server: 'https://k'}}]\n"
+        "contexts: [{name: x, context: {cluster: \"d\\n\\\"\"}}]\n"
+        "current-context: x\n", NULL, "context \"x\": cluster \"d\\n\\\"\" not found");
+    ck_assert_ptr_null(strchr(err, '\n'));
+    expect_error(HEAD "contexts: []\n", "a\"b\tc", "context \"a\\\"b\\x09c\" not found");
+    expect_error(HEAD
+        "clusters:\n"
+        "- name: \"c\\r\"\n"
+        "  cluster: {server: 'https://k', certificate-authority: \"no\\nca.crt\"}\n"
+        "contexts: [{name: x, context: {cluster: \"c\\r\"}}]\n"
+        "current-context: x\n", NULL, "cluster \"c\\x0d\": certificate-authority: \"");
+    ck_assert_ptr_nonnull(strstr(err, "/no\\nca.crt\": No such file"));
+    ck_assert_ptr_null(strchr(err, '\n'));
+    ck_assert_ptr_null(strchr(err, '\r'));
+}
+END_TEST
+
 START_TEST(error_malformed_base64)
 {
     expect_error(HEAD
@@ -680,6 +709,7 @@ static Suite *suite(void)
     tcase_add_test(tc, error_no_current_context);
     tcase_add_test(tc, error_unknown_context);
     tcase_add_test(tc, error_unknown_cluster_or_user);
+    tcase_add_test(tc, error_names_escaped);
     tcase_add_test(tc, error_malformed_base64);
     tcase_add_test(tc, base64_line_breaks);
     tcase_add_test(tc, error_unreadable_file);
