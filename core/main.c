@@ -50,6 +50,10 @@
 #include "version.h"
 #include "work.h"
 
+/* An error message (it may quote names from files) as one logfmt value,
+ * escaped and never truncated below the size of the buffers that hold it. */
+#define ERRVAL(e) logval((char[512]){0}, 512, (e))
+
 #define POOL_THREADS 4
 #define POOL_QUEUE 64
 /* The kubelet API's own pool: slow /stats/summary calls must not delay the
@@ -146,7 +150,7 @@ static int load_kube_config(core *c, const flags *f)
     else
         return 0;
     if (rc < 0) {
-        vk_error("cannot load API server credentials", "error=\"%s\"", err);
+        vk_error("cannot load API server credentials", "error=%s", ERRVAL(err));
         return -1;
     }
     return 1;
@@ -161,7 +165,7 @@ static int start_clients(core *c, const flags *f)
     if (c->kube)
         c->heartbeat = kube_client_new(c->loop, &c->kcfg, &beat, err, sizeof err);
     if (!c->kube || !c->heartbeat) {
-        vk_error("cannot create the API client", "error=\"%s\"", err);
+        vk_error("cannot create the API client", "error=%s", ERRVAL(err));
         return -1;
     }
     return 0;
@@ -183,7 +187,7 @@ static int start_node(core *c, const flags *f)
     };
     c->node = node_new(&nc, err, sizeof err);
     if (!c->node) {
-        vk_error("cannot configure the node", "error=\"%s\"", err);
+        vk_error("cannot configure the node", "error=%s", ERRVAL(err));
         return -1;
     }
     supervisor_listener l = node_listener(c->node);
@@ -229,7 +233,7 @@ static int start_kubelet_api(core *c, const flags *f)
     };
     c->tls = tls_server_context(&tc, err, sizeof err);
     if (!c->tls) {
-        vk_error("cannot set up TLS for the kubelet API", "error=\"%s\"", err);
+        vk_error("cannot set up TLS for the kubelet API", "error=%s", ERRVAL(err));
         return -1;
     }
     kubelet_auth_config ac = {
@@ -241,7 +245,7 @@ static int start_kubelet_api(core *c, const flags *f)
     };
     c->auth = kubelet_auth_new(&ac, err, sizeof err);
     if (!c->auth) {
-        vk_error("cannot set up kubelet API authentication", "error=\"%s\"", err);
+        vk_error("cannot set up kubelet API authentication", "error=%s", ERRVAL(err));
         return -1;
     }
     c->api_pool = vk_pool_new(c->loop, API_POOL_THREADS, API_POOL_QUEUE);
@@ -271,7 +275,7 @@ static int start_kubelet_api(core *c, const flags *f)
     };
     c->http = http_server_new(&hc, err, sizeof err);
     if (!c->http) {
-        vk_error("cannot serve the kubelet API", "port=%d error=\"%s\"", f->listen_port, err);
+        vk_error("cannot serve the kubelet API", "port=%d error=%s", f->listen_port, ERRVAL(err));
         return -1;
     }
     return 0;
@@ -317,7 +321,7 @@ static int run(core *c, const flags *f)
 {
     char *provider_sock = path_in(f->socket_dir, "provider.sock", "");
     char *core_target = path_in(f->socket_dir, "core.sock", "unix:");
-    char dir_v[LOGVAL_MAX];
+    char dir_v[LOGVAL_MAX], src_v[LOGVAL_MAX];
     int kubernetes = 0;
     if (!provider_sock || !core_target) {
         free(provider_sock);
@@ -410,7 +414,7 @@ static int run(core *c, const flags *f)
 
     vk_info("core started", "version=%s node=%s socket_dir=%s mode=%s kubernetes=%s",
             VKC_CORE_VERSION, f->node_name, logval(dir_v, sizeof dir_v, f->socket_dir),
-            f->provider_argv ? "spawn" : "socket", kubernetes ? c->kcfg.source : "none");
+            f->provider_argv ? "spawn" : "socket", kubernetes ? logval(src_v, sizeof src_v, c->kcfg.source) : "none");
     if (c->node)
         node_start(c->node);
     supervisor_start(c->supervisor);

@@ -544,7 +544,7 @@ static const char *condition_status(node *n, const char *type, yajl_val status)
 static void log_ready(node *n)
 {
     const cond *r = find_cond(n, "Ready");
-    char now[sizeof n->ready_logged], msg_v[LOGVAL_MAX];
+    char now[sizeof n->ready_logged], msg_v[LOGVAL_MAX], reason_v[LOGVAL_MAX];
     /* Before registration the state is news to nobody. */
     if (!r || !n->registered_once)
         return;
@@ -556,7 +556,7 @@ static void log_ready(node *n)
         vk_info("node ready", "node=%s", n->name);
     else
         vk_info("node not ready", "node=%s status=%s reason=%s message=%s", n->name, r->status,
-                r->reason ? r->reason : "",
+                logval(reason_v, sizeof reason_v, r->reason ? r->reason : ""),
                 logval(msg_v, sizeof msg_v, r->message ? r->message : ""));
 }
 
