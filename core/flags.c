@@ -89,7 +89,8 @@ static const char usage[] =
     "  --kube-api-qps N          API requests per second (50)\n"
     "  --kube-api-burst N        API request burst (100)\n"
     "  --pod-sync-workers N      concurrent provider calls for pods (10)\n"
-    "  --metrics-addr ADDR       [host]:port for metrics (:10255)\n"
+    "  --metrics-addr ADDR       also serve /metrics over plain HTTP on [host]:port\n"
+    "                            (off; the kubelet API's /metrics needs no flag)\n"
     "\n"
     "kubelet API:\n"
     "  --listen-port PORT        HTTPS port (10250)\n"
@@ -320,9 +321,7 @@ static enum flags_result finish(flags *f, const char *cmd, FILE *err)
     if (f->log_level && vk_log_set_level_name(f->log_level) < 0)
         return bad(err, "--log-level: unknown level \"%s\" (debug, info, warn, error)",
                    f->log_level);
-    if (!f->metrics_addr && set(&f->metrics_addr, ":10255") < 0)
-        return bad(err, "out of memory");
-    if (!valid_addr(f->metrics_addr))
+    if (f->metrics_addr && !valid_addr(f->metrics_addr))
         return bad(err, "--metrics-addr: \"%s\" is not [host]:port", f->metrics_addr);
 
     if (cmd) {

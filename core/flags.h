@@ -16,7 +16,7 @@ typedef struct flags {
     char *provider_name;    /* --provider: the name the provider should report */
     char *provider_config;  /* --provider-config, handed to a spawned provider */
     char *log_level;        /* --log-level */
-    char *metrics_addr;     /* --metrics-addr, [host]:port */
+    char *metrics_addr;     /* --metrics-addr, [host]:port; NULL: off */
     int listen_port;        /* --listen-port, kubelet API, 10250 */
 
     char **provider_argv;   /* --provider-cmd, split (command.h) */

@@ -1,4 +1,4 @@
-/* http_server.c -- an HTTPS/1.1 server on a libev loop.
+/* http_server.c -- an HTTP/1.1 server, over TLS or plain, on a libev loop.
  *
  * One struct per connection (http_request) that moves through states:
  *
@@ -17,7 +17,8 @@
  * TLS is driven by SSL_read/SSL_write on the non-blocking socket; the
  * handshake happens inside the first SSL_read. A read that needs the socket
  * writable (or a write that needs it readable) is remembered so that the
- * watcher waits for the right event.
+ * watcher waits for the right event. Without a TLS context the same states
+ * run on plain read/send (io_read, io_write hide the difference).
  */
 #include "http_server.h"
 
@@ -230,7 +231,7 @@ static void conn_free(http_request *c)
     s->n_conns--;
     if (c->notify && c->cb && c->cb->closed)
         c->cb->closed(c->cb_ud);
-    if (!c->broken && SSL_is_init_finished(c->ssl)) {
+    if (c->ssl && !c->broken && SSL_is_init_finished(c->ssl)) {
         /* One try at close_notify; the peer's answer is not awaited. */
         ERR_clear_error();
         SSL_shutdown(c->ssl);
@@ -493,7 +494,7 @@ const char *http_request_peer(const http_request *r)
 
 X509 *http_request_peer_cert(const http_request *r)
 {
-    X509 *cert = SSL_get0_peer_certificate(r->ssl);
+    X509 *cert = r->ssl ? SSL_get0_peer_certificate(r->ssl) : NULL;
     return cert && SSL_get_verify_result(r->ssl) == X509_V_OK ? cert : NULL;
 }
 
@@ -723,6 +724,65 @@ static bool can_read(const http_request *c)
     return c->state == ST_LINGER || in_avail(c) < INPUT_LIMIT;
 }
 
+/* What io_read and io_write return when they moved no bytes. */
+enum {
+    IO_AGAIN = 0,   /* the socket is not ready: wait for it */
+    IO_OTHER = -1,  /* TLS needs the socket ready the other way */
+    IO_EOF = -2,    /* the client closed (close_notify or a FIN) */
+    IO_ERROR = -3,  /* a TLS or socket error: nothing more can be sent */
+};
+
+static int io_read(http_request *c, char *buf, size_t want)
+{
+    if (!c->ssl) {
+        ssize_t n = read(c->fd, buf, want);
+        if (n > 0)
+            return (int)n;
+        if (n == 0)
+            return IO_EOF;
+        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? IO_AGAIN : IO_ERROR;
+    }
+    ERR_clear_error();
+    int n = SSL_read(c->ssl, buf, (int)want);
+    if (n > 0)
+        return n;
+    int e = SSL_get_error(c->ssl, n);
+    if (e == SSL_ERROR_WANT_READ)
+        return IO_AGAIN;
+    if (e == SSL_ERROR_WANT_WRITE)
+        return IO_OTHER;
+    /* A plain FIN counts as close_notify: SSL_OP_IGNORE_UNEXPECTED_EOF. */
+    if (e == SSL_ERROR_ZERO_RETURN)
+        return IO_EOF;
+    if (!SSL_is_init_finished(c->ssl)) {
+        const char *why = ERR_reason_error_string(ERR_peek_last_error());
+        vk_debug("TLS handshake failed", "peer=%s error=\"%s\"", c->peer,
+                 why ? why : "connection closed");
+    }
+    return IO_ERROR;
+}
+
+static int io_write(http_request *c, const char *data, size_t len)
+{
+    if (!c->ssl) {
+        ssize_t n = send(c->fd, data, len, MSG_NOSIGNAL);
+        if (n > 0)
+            return (int)n;
+        return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? IO_AGAIN
+                                                                                  : IO_ERROR;
+    }
+    ERR_clear_error();
+    int n = SSL_write(c->ssl, data, (int)len);
+    if (n > 0)
+        return n;
+    int e = SSL_get_error(c->ssl, n);
+    if (e == SSL_ERROR_WANT_WRITE)
+        return IO_AGAIN;
+    if (e == SSL_ERROR_WANT_READ)
+        return IO_OTHER;
+    return IO_ERROR;
+}
+
 static void conn_read(http_request *c)
 {
     char buf[READ_CHUNK];
@@ -731,31 +791,22 @@ static void conn_read(http_request *c)
         size_t want = sizeof buf;
         if (c->state != ST_LINGER && INPUT_LIMIT - in_avail(c) < want)
             want = INPUT_LIMIT - in_avail(c);
-        ERR_clear_error();
-        int n = SSL_read(c->ssl, buf, (int)want);
+        int n = io_read(c, buf, want);
         if (n > 0) {
             if (c->state != ST_LINGER && vk_buf_append(&c->in, buf, (size_t)n) < 0)
                 c->broken = true;
             continue;
         }
-        int e = SSL_get_error(c->ssl, n);
-        if (e == SSL_ERROR_WANT_READ)
+        if (n == IO_AGAIN)
             break;
-        if (e == SSL_ERROR_WANT_WRITE) {
+        if (n == IO_OTHER) {
             c->read_wants_write = true;
             break;
         }
         c->eof = true;
-        /* close_notify (or a plain FIN, with SSL_OP_IGNORE_UNEXPECTED_EOF)
-         * still lets us send; a TLS or socket error does not. */
-        if (e != SSL_ERROR_ZERO_RETURN) {
+        /* close_notify or a FIN still lets us send; an error does not. */
+        if (n == IO_ERROR)
             c->broken = true;
-            if (!SSL_is_init_finished(c->ssl)) {
-                const char *why = ERR_reason_error_string(ERR_peek_last_error());
-                vk_debug("TLS handshake failed", "peer=%s error=\"%s\"", c->peer,
-                         why ? why : "connection closed");
-            }
-        }
     }
 }
 
@@ -764,16 +815,14 @@ static void conn_flush(http_request *c)
     c->write_wants_read = false;
     while (!c->broken && out_pending(c) > 0) {
         size_t n = out_pending(c) < WRITE_CHUNK ? out_pending(c) : WRITE_CHUNK;
-        ERR_clear_error();
-        int w = SSL_write(c->ssl, c->out.data + c->out_pos, (int)n);
+        int w = io_write(c, c->out.data + c->out_pos, n);
         if (w > 0) {
             c->out_pos += (size_t)w;
             continue;
         }
-        int e = SSL_get_error(c->ssl, w);
-        if (e == SSL_ERROR_WANT_WRITE)
+        if (w == IO_AGAIN)
             break;
-        if (e == SSL_ERROR_WANT_READ) {
+        if (w == IO_OTHER) {
             c->write_wants_read = true;
             break;
         }
@@ -886,8 +935,10 @@ static bool conn_advance(http_request *c)
         /* Stop sending, then read until the client closes too (bounded),
          * so that our close does not reset the connection under the
          * response. */
-        ERR_clear_error();
-        SSL_shutdown(c->ssl);
+        if (c->ssl) {
+            ERR_clear_error();
+            SSL_shutdown(c->ssl);
+        }
         shutdown(c->fd, SHUT_WR);
         consume_input(c, in_avail(c));
         c->state = ST_LINGER;
@@ -919,7 +970,7 @@ static void conn_update(http_request *c)
     }
     /* Decrypted bytes waiting inside OpenSSL never make the socket
      * readable: fetch them from the loop. */
-    if (readable && SSL_has_pending(c->ssl))
+    if (readable && c->ssl && SSL_has_pending(c->ssl))
         kick(c);
 }
 
@@ -992,9 +1043,9 @@ static void peer_name(const struct sockaddr_storage *ss, char *out, size_t n)
 static void conn_new(http_server *s, int fd, const struct sockaddr_storage *ss)
 {
     http_request *c = calloc(1, sizeof *c);
-    SSL *ssl = SSL_new(s->cfg.tls);
+    SSL *ssl = s->cfg.tls ? SSL_new(s->cfg.tls) : NULL;
     header *hdr = calloc((size_t)s->cfg.max_headers, sizeof *hdr);
-    if (!c || !ssl || !hdr || SSL_set_fd(ssl, fd) != 1) {
+    if (!c || (s->cfg.tls && (!ssl || SSL_set_fd(ssl, fd) != 1)) || !hdr) {
         vk_warn("cannot accept a connection", "error=\"out of memory\"");
         free(c);
         free(hdr);
@@ -1004,13 +1055,15 @@ static void conn_new(http_server *s, int fd, const struct sockaddr_storage *ss)
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    SSL_set_accept_state(ssl);
-    /* A client that closes without close_notify has still closed cleanly
-     * for HTTP, whose messages carry their own length. */
-    SSL_set_options(ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
-    /* conn_flush retries a write with the rest of the output buffer,
-     * which may have grown or moved since. */
-    SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    if (ssl) {
+        SSL_set_accept_state(ssl);
+        /* A client that closes without close_notify has still closed
+         * cleanly for HTTP, whose messages carry their own length. */
+        SSL_set_options(ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
+        /* conn_flush retries a write with the rest of the output buffer,
+         * which may have grown or moved since. */
+        SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    }
     c->srv = s;
     c->fd = fd;
     c->ssl = ssl;
@@ -1081,17 +1134,18 @@ static int listen_on(http_server *s, char *err, size_t errlen)
     struct addrinfo *ai = NULL;
     char port[16];
     snprintf(port, sizeof port, "%d", s->cfg.port);
+    const char *host = s->cfg.address ? s->cfg.address : "*";
     int rc = getaddrinfo(s->cfg.address, port, &hints, &ai);
     if (rc != 0) {
-        snprintf(err, errlen, "kubelet API address %s: %s", s->cfg.address, gai_strerror(rc));
+        snprintf(err, errlen, "address %s: %s", host, gai_strerror(rc));
         return -1;
     }
     int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
         bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 511) < 0) {
-        snprintf(err, errlen, "kubelet API cannot listen on %s port %d: %s",
-                 s->cfg.address, s->cfg.port, strerror(errno));
+        snprintf(err, errlen, "cannot listen on %s port %d: %s",
+                 host, s->cfg.port, strerror(errno));
         if (fd >= 0)
             close(fd);
         freeaddrinfo(ai);

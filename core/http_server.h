@@ -1,7 +1,7 @@
-/* http_server.h -- an HTTPS/1.1 server on a libev loop.
+/* http_server.h -- an HTTP/1.1 server on a libev loop.
  *
- * Non-blocking TLS (OpenSSL), HTTP/1.1 parsing (http-parser), keep-alive,
- * one request at a time per connection. Every resource a client can make
+ * Non-blocking TLS (OpenSSL; plain HTTP without a TLS context), HTTP/1.1
+ * parsing (http-parser), keep-alive, one request at a time per connection. Every resource a client can make
  * the server hold is bounded: connections, request head size and header
  * count, request body, buffered input, time to send a complete request, and
  * time idle between requests. A client past a limit gets 431, 413 or 400
@@ -52,7 +52,7 @@ typedef struct http_server_config {
     struct ev_loop *loop;
     const char *address;        /* numeric: "0.0.0.0", "::", "127.0.0.1" */
     int port;                   /* 0: an ephemeral port (http_server_port) */
-    SSL_CTX *tls;               /* tls.h; referenced, not owned */
+    SSL_CTX *tls;               /* tls.h; referenced, not owned; NULL: plain HTTP */
     size_t max_head;            /* request line + headers [16 KiB] */
     int max_headers;            /* [100] */
     size_t max_body;            /* [1 MiB] */

@@ -38,7 +38,6 @@
 
 #define JSON_HEADERS "Content-Type: application/json\r\n"
 #define TEXT_HEADERS "Content-Type: text/plain; charset=utf-8\r\n"
-#define METRICS_HEADERS "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
 
 enum route {
     R_UNKNOWN,

@@ -38,6 +38,7 @@
 #include "log.h"
 #include "logval.h"
 #include "metrics.h"
+#include "metrics_http.h"
 #include "node.h"
 #include "objcache.h"
 #include "pods.h"
@@ -82,6 +83,7 @@ typedef struct core {
     kubelet_api *api;
     kubelet_streams *streams;
     http_server *http;
+    metrics_http *metrics_http; /* --metrics-addr, NULL without */
 
     const privdrop_user *user; /* --user, NULL without */
 
@@ -381,6 +383,16 @@ static int run(core *c, const flags *f)
     }
     if (!kubernetes)
         vk_warn("no --kubeconfig and not in a cluster: running the provider only", NULL);
+    if (f->metrics_addr) {
+        char err[512];
+        c->metrics_http = metrics_http_new(c->loop, f->metrics_addr, c->metrics, err, sizeof err);
+        if (!c->metrics_http) {
+            vk_error("cannot serve metrics", "addr=%s error=%s",
+                     logval(dir_v, sizeof dir_v, f->metrics_addr), ERRVAL(err));
+            c->exit_code = 1;
+            goto out;
+        }
+    }
 
     /* Root's work is done: the kubelet port is bound, every key file read,
      * the socket directory made. The Core service's socket and the
@@ -423,6 +435,7 @@ static int run(core *c, const flags *f)
     ev_signal_stop(c->loop, &c->sigterm);
     ev_signal_stop(c->loop, &c->sigint);
 out:
+    metrics_http_free(c->metrics_http);
     stop_kubernetes(c);
     callback_server_stop(c->callbacks);
     if (c->pool)

@@ -36,6 +36,9 @@ void metric_set(metric *f, const char *const *values, double value);
 /* Current value, 0 for a series never touched. */
 double metric_get(metric *f, const char *const *values);
 
+/* The response header line of what metrics_render writes. */
+#define METRICS_HEADERS "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
+
 /* Append the text exposition format (version 0.0.4). 0, or -1 when memory
  * ran out. */
 int metrics_render(metrics *m, vk_buf *out);

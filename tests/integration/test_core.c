@@ -21,6 +21,9 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -715,6 +718,91 @@ START_TEST(test_bad_flags)
                      "needs a value");
     expect_bad_flags((const char *[]){"--provider-socket", "/x.sock", "extra", NULL},
                      "unexpected argument");
+    expect_bad_flags((const char *[]){"--provider-socket", "/x.sock", "--metrics-addr", "10255",
+                                      NULL}, "--metrics-addr");
+}
+END_TEST
+
+/* ---- 6b. --metrics-addr: /metrics over plain HTTP ------------------------------------- */
+
+/* One HTTP/1.1 request to 127.0.0.1:port; the whole answer, or "" when the
+ * connection failed. */
+static void http_get(int port, const char *method, const char *path, vk_buf *out)
+{
+    vk_buf_reset(out);
+    vk_buf_append(out, "", 0);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    char req[256], buf[4096];
+    int n = snprintf(req, sizeof req, "%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                     method, path);
+    ck_assert_int_eq(write(fd, req, (size_t)n), n);
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ssize_t got;
+    while ((got = read(fd, buf, sizeof buf)) > 0)
+        vk_buf_append(out, buf, (size_t)got);
+    close(fd);
+}
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+START_TEST(test_metrics_addr)
+{
+    int port = free_port();
+    char addr[32];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+    const char *more[] = {"--metrics-addr", addr, NULL};
+    proc core;
+    core_start(&core, more, NULL);
+    wait_ready(&core, 15000);
+    vk_buf b = VK_BUF_INIT;
+    http_get(port, "GET", "/metrics", &b);
+    ck_assert_msg(strncmp(b.data, "HTTP/1.1 200", 12) == 0, "got: %s", b.data);
+    ck_assert_msg(strstr(b.data, "text/plain; version=0.0.4"), "got: %s", b.data);
+    ck_assert_msg(strstr(b.data, "\nprovider_up 1"), "got: %s", b.data);
+    http_get(port, "GET", "/healthz", &b);
+    ck_assert_msg(strncmp(b.data, "HTTP/1.1 200", 12) == 0 && strstr(b.data, "\r\n\r\nok"),
+                  "got: %s", b.data);
+    http_get(port, "GET", "/pods", &b);
+    ck_assert_msg(strncmp(b.data, "HTTP/1.1 404", 12) == 0, "got: %s", b.data);
+    http_get(port, "POST", "/metrics", &b);
+    ck_assert_msg(strncmp(b.data, "HTTP/1.1 405", 12) == 0, "got: %s", b.data);
+    /* A second core cannot take the port: a clear error, exit 1. */
+    char other_dir[160];
+    snprintf(other_dir, sizeof other_dir, "%s/other", tmp);
+    char *argv[] = {(char *)bin("vkc-core"), "--nodename", "other-node", "--socket-dir",
+                    other_dir, "--provider-socket", "/nonexistent.sock",
+                    "--metrics-addr", addr, NULL};
+    proc second;
+    proc_start(&second, argv, NULL, 1);
+    char line[2048];
+    ck_assert(proc_wait_line(&second, "msg=\"cannot serve metrics\"", 10000, line, sizeof line));
+    ck_assert(proc_wait_exit(&second, 10000));
+    ck_assert_int_eq(proc_exit_code(&second), 1);
+    proc_end(&second);
+    core_stop(&core);
+    ck_assert_int_eq(proc_exit_code(&core), 0);
+    proc_end(&core);
+    /* Gone with the core. */
+    http_get(port, "GET", "/metrics", &b);
+    ck_assert_str_eq(b.data, "");
+    vk_buf_free(&b);
 }
 END_TEST
 
@@ -986,6 +1074,7 @@ int main(void)
     tcase_add_test(procs, test_hung_provider);
     tcase_add_test(procs, test_protocol_mismatch);
     tcase_add_test(procs, test_bad_flags);
+    tcase_add_test(procs, test_metrics_addr);
     tcase_add_test(procs, test_sigterm);
     tcase_add_test(procs, test_second_core_refused);
     tcase_add_test(procs, test_callback_denied);
