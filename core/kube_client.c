@@ -27,6 +27,7 @@
 
 #include "json.h"
 #include "log.h"
+#include "metrics.h"
 #include "ratelimit.h"
 #include "version.h"
 
@@ -49,6 +50,8 @@
  * idle connection is probed after 30 s and given up after 3 probes 10 s
  * apart; data left unacknowledged for 60 s also ends it. */
 #define KEEPALIVE_IDLE_S 30L
+/* The longest Retry-After obeyed, in seconds. */
+#define MAX_RETRY_AFTER_S 10.0
 #define KEEPALIVE_INTERVAL_S 10L
 #define KEEPALIVE_PROBES 3
 #define UNACKED_TIMEOUT_MS 60000u
@@ -108,6 +111,9 @@ struct kube_client {
     struct sock *socks;
 
     struct tokenbucket bucket;
+    double hold_until;        /* a 429/503's Retry-After: nothing leaves the queue before */
+    struct metric *requests;  /* opts.requests */
+    char *name;
     unsigned queue_max;
     long timeout_ms;
     long connect_timeout_ms;
@@ -631,12 +637,40 @@ static void complete(struct kube_client *c, struct req *r, long status, const ch
 }
 
 /* A request that never reached curl. */
+static void count(struct kube_client *c, struct req *r, long code)
+{
+    char code_s[16];
+    c->stats.requests[r->verb][code > 0 && code < KUBE_CODE_SLOTS ? code : 0]++;
+    if (!c->requests)
+        return;
+    snprintf(code_s, sizeof code_s, "%ld", code);
+    metric_add(c->requests, (const char *[]){c->name, verb_names[r->verb], code_s}, 1);
+}
+
 static void fail_req(struct kube_client *c, struct req *r, const char *error)
 {
-    c->stats.requests[r->verb][0]++;
+    count(c, r, 0);
     vk_debug("kube request failed", "method=%s path=%s error=\"%s\"",
              verb_names[r->verb], r->path, error);
     complete(c, r, 0, error);
+}
+
+/* An overloaded API server (max-in-flight 429s, a 503 while starting)
+ * says when to come back. Every request of this client then waits in the
+ * queue until that time, as client-go's per-request wait would make it,
+ * so one refusal does not turn into a storm of retries. Capped so that a
+ * bogus header cannot stall the node for long. */
+static void hold_for_retry_after(struct kube_client *c, struct req *r)
+{
+    curl_off_t secs = 0;
+    if (curl_easy_getinfo(r->easy, CURLINFO_RETRY_AFTER, &secs) != CURLE_OK || secs <= 0)
+        return;
+    double until = ev_now(c->loop) + (secs < MAX_RETRY_AFTER_S ? (double)secs : MAX_RETRY_AFTER_S);
+    if (until <= c->hold_until)
+        return;
+    c->hold_until = until;
+    c->stats.retry_after_holds++;
+    vk_debug("kube API server asked to wait", "path=%s retry_after_s=%ld", r->path, (long)secs);
 }
 
 static void finish(struct kube_client *c, struct req *r, CURLcode res)
@@ -665,7 +699,9 @@ static void finish(struct kube_client *c, struct req *r, CURLcode res)
         status_message(r, code, msg, sizeof msg);
         error = msg;
     }
-    c->stats.requests[r->verb][code > 0 && code < KUBE_CODE_SLOTS ? code : 0]++;
+    count(c, r, code);
+    if (code == 429 || code == 503)
+        hold_for_retry_after(c, r);
     curl_off_t us = 0;
     curl_easy_getinfo(r->easy, CURLINFO_TOTAL_TIME_T, &us);
     if (r->verb != KUBE_VERB_WATCH) {
@@ -764,8 +800,8 @@ static void pump_queue(struct kube_client *c)
         }
         r = next;
     }
-    double wait = 0;
-    while ((r = c->queue.head)) {
+    double wait = c->hold_until - now;
+    while (wait <= 0 && (r = c->queue.head)) {
         wait = tokenbucket_take(&c->bucket, now);
         if (wait > 0)
             break;
@@ -845,7 +881,8 @@ int64_t kube_request(struct kube_client *c, const char *method, const char *path
         }
     }
     r->id = ++c->next_id;
-    if (!c->queue.head && tokenbucket_take(&c->bucket, ev_now(c->loop)) == 0) {
+    if (!c->queue.head && c->hold_until <= ev_now(c->loop) &&
+        tokenbucket_take(&c->bucket, ev_now(c->loop)) == 0) {
         launch(c, r);
     } else if (c->queue.len >= c->queue_max) {
         c->stats.rejected++;
@@ -1020,6 +1057,7 @@ struct kube_client *kube_client_new(struct ev_loop *loop, const kube_config *cfg
     c->connect_timeout_ms = opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms
                                                          : DEFAULT_CONNECT_TIMEOUT_MS;
     c->max_body = opts->max_body ? opts->max_body : DEFAULT_MAX_BODY;
+    c->requests = opts->requests;
     c->insecure = cfg->insecure;
     c->ca_len = cfg->ca_pem_len;
     c->cert_len = cfg->cert_pem_len;
@@ -1031,7 +1069,8 @@ struct kube_client *kube_client_new(struct ev_loop *loop, const kube_config *cfg
         (cfg->cert_pem && !(c->cert_pem = dup_bytes(cfg->cert_pem, cfg->cert_pem_len))) ||
         (cfg->key_pem && !(c->key_pem = dup_bytes(cfg->key_pem, cfg->key_pem_len))) ||
         (cfg->token && !(c->token_inline = strdup(cfg->token))) ||
-        (cfg->token_file && !(c->token_file = strdup(cfg->token_file)))) {
+        (cfg->token_file && !(c->token_file = strdup(cfg->token_file))) ||
+        !(c->name = strdup(opts->name ? opts->name : "kube"))) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -1098,6 +1137,7 @@ void kube_client_free(struct kube_client *c)
         sock_free(c, c->socks);
     curl_slist_free_all(c->connect_to);
     free(c->base_url);
+    free(c->name);
     free(c->ca_pem);
     free(c->cert_pem);
     if (c->key_pem) {

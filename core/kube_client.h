@@ -42,6 +42,10 @@ struct kube_client_opts {
     long timeout_ms;          /* default request deadline; 0: 30000 */
     long connect_timeout_ms;  /* TCP + TLS handshake; 0: 10000 */
     size_t max_body;          /* largest response accepted; 0: 64 MiB */
+    /* When set, every finished request is counted there (metrics.h; labels
+     * client,verb,code; code 0: no response) with `name` as the client. */
+    struct metric *requests;
+    const char *name;
 };
 
 struct kube_response {
@@ -121,6 +125,7 @@ struct kube_client_stats {
     double latency_sum[KUBE_VERB_COUNT];   /* seconds, on the wire */
     uint64_t latency_count[KUBE_VERB_COUNT];
     uint64_t rejected;                     /* refused: queue full */
+    uint64_t retry_after_holds;            /* queue held for a Retry-After */
     uint64_t connections;                  /* TCP connections opened */
     unsigned queued;                       /* waiting for a token now */
     unsigned in_flight;                    /* past the limit, not done; streams too */

@@ -303,6 +303,11 @@ static void watch_end(void *ud, const struct kube_watch_end *end)
     /* end lives in the watch: free it last. */
     struct kube_watch *w = r->watch;
     r->watch = NULL;
+    /* A watch that stayed open a while proved the server healthy even if
+     * nothing changed (a quiet Secret's watch sees no event for hours): the
+     * next failure starts a new streak, not the storm's raised back-off. */
+    if (end->kind != KUBE_WATCH_CANCELLED && ev_now(r->loop) - r->watch_started >= HEALTHY_WATCH_S)
+        succeeded(r);
     switch (end->kind) {
     case KUBE_WATCH_CANCELLED:
         break;

@@ -161,8 +161,12 @@ static int load_kube_config(core *c, const flags *f)
 static int start_clients(core *c, const flags *f)
 {
     char err[512];
-    struct kube_client_opts opts = {.qps = f->kube_api_qps, .burst = (unsigned)f->kube_api_burst};
-    struct kube_client_opts beat = {.qps = -1};
+    metric *requests = metrics_counter(c->metrics, "kube_api_requests_total",
+        "Finished Kubernetes API requests by client (main: rate limited; heartbeat: node "
+        "status and Lease), verb and HTTP code (0: no response).", "client,verb,code");
+    struct kube_client_opts opts = {.qps = f->kube_api_qps, .burst = (unsigned)f->kube_api_burst,
+                                    .requests = requests, .name = "main"};
+    struct kube_client_opts beat = {.qps = -1, .requests = requests, .name = "heartbeat"};
     c->kube = kube_client_new(c->loop, &c->kcfg, &opts, err, sizeof err);
     if (c->kube)
         c->heartbeat = kube_client_new(c->loop, &c->kcfg, &beat, err, sizeof err);

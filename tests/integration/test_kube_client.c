@@ -1018,8 +1018,19 @@ static const char *const conn_text_error[] = {
     "backend down\nsecond line\n",
     NULL,
 };
+static const char *const conn_429[] = {
+    "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Type: application/json\r\n"
+    "Connection: close\r\n\r\n"
+    "{\"kind\":\"Status\",\"status\":\"Failure\",\"message\":\"too many requests\",\"code\":429}",
+    NULL,
+};
+static const char *const conn_ok[] = {
+    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nok",
+    NULL,
+};
 static const char *const *const script[] = {
-    conn_split, conn_error, conn_410, conn_free_inside, conn_garbage, conn_text_error, NULL,
+    conn_split, conn_error, conn_410, conn_free_inside, conn_garbage, conn_text_error,
+    conn_429, conn_ok, NULL,
 };
 
 static void write_all(int fd, const char *p, size_t len)
@@ -1151,6 +1162,20 @@ START_TEST(watch_stream_framing)
     call(c, &r, "GET", "/healthz", NULL, NULL);
     ck_assert_int_eq(r.status, 503);
     ck_assert_str_eq(r.error, "HTTP 503: backend down");
+    result_free(&r);
+
+    /* 429 with Retry-After: 1: the next request leaves only a second later. */
+    call(c, &r, "GET", "/api", NULL, NULL);
+    ck_assert_int_eq(r.status, 429);
+    result_free(&r);
+    ev_now_update(loop);
+    double refused_at = ev_now(loop);
+    call(c, &r, "GET", "/api", NULL, NULL);
+    ev_now_update(loop);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_msg(ev_now(loop) - refused_at >= 0.9, "sent again after %.3f s",
+                  ev_now(loop) - refused_at);
+    ck_assert_uint_eq(kube_client_stats(c)->retry_after_holds, 1);
     result_free(&r);
 
     int status;
