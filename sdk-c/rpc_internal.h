@@ -20,10 +20,11 @@ ProtobufCMessage *vk_rpc_unpack(grpc_byte_buffer *bb,
 bool vk_rpc_batch(grpc_call *call, grpc_completion_queue *cq,
                   const grpc_op *ops, size_t nops);
 
-/* Channel/server arguments capping messages at max bytes both ways.
- * `storage` must outlive the returned struct's use. */
+/* Channel/server arguments capping messages at max bytes both ways, and
+ * what a stream may buffer unread. `storage` must outlive the returned
+ * struct's use. */
 typedef struct vk_rpc_args {
-    grpc_arg arg[3];
+    grpc_arg arg[5];
     grpc_channel_args args;
 } vk_rpc_args;
 const grpc_channel_args *vk_rpc_args_init(vk_rpc_args *storage, size_t max,

@@ -141,6 +141,16 @@ const grpc_channel_args *vk_rpc_args_init(vk_rpc_args *a, size_t max,
     a->arg[n].type = GRPC_ARG_INTEGER;
     a->arg[n].key = (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
     a->arg[n++].value.integer = limit;
+    /* A reader that stops reading (a stalled `kubectl logs -f`) must stop
+     * the writer, not fill memory: without this, gRPC's bandwidth-delay
+     * probing grows a stream's window to megabytes, all of it buffered for
+     * a reader that does not come. 64 KiB still saturates a unix socket. */
+    a->arg[n].type = GRPC_ARG_INTEGER;
+    a->arg[n].key = (char *)GRPC_ARG_HTTP2_BDP_PROBE;
+    a->arg[n++].value.integer = 0;
+    a->arg[n].type = GRPC_ARG_INTEGER;
+    a->arg[n].key = (char *)GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES;
+    a->arg[n++].value.integer = 64 * 1024;
     if (server) {
         /* gRPC sets SO_REUSEPORT by default, so a second server on a busy
          * port would bind and silently share it instead of failing. */
