@@ -38,8 +38,12 @@
 #define LABEL_POD_UID "io.kubernetes.pod.uid"
 #define LABEL_CONTAINER_NAME "io.kubernetes.container.name"
 
+/* The CRI API version the runtime is spoken to in (--cri-api). */
+enum cri_api { CRI_API_AUTO, CRI_API_V1, CRI_API_V1ALPHA2 };
+
 typedef struct cri_config {
     const char *endpoint;       /* unix:///run/containerd/containerd.sock */
+    enum cri_api cri_api;       /* auto: v1, or v1alpha2 when v1 is missing */
     const char *root_dir;       /* /var/lib/vkc-cri */
     const char *sandbox_image;  /* NULL: the runtime's own */
     const char *cgroup_root;    /* parent of pod cgroups, cgroupfs syntax */
@@ -59,8 +63,13 @@ int64_t cri_now_ns(void);
 
 /* ---- runtime.c: the CRI client ----------------------------------------- */
 
-#define RT(m) "/runtime.v1.RuntimeService/" m
-#define IMG(m) "/runtime.v1.ImageService/" m
+/* A method of the runtime's two services, as rt_call takes it: rt_call
+ * puts the package of the API version in use in front
+ * (/runtime.v1.RuntimeService/Version, /runtime.v1alpha2.ImageService/...).
+ * The messages are the same in both versions for every field cri.proto
+ * has, so the generated runtime.v1 code serves both. */
+#define RT(m) "RuntimeService/" m
+#define IMG(m) "ImageService/" m
 
 /* Deadlines of runtime calls, ms. */
 #define RT_QUICK_MS 10000       /* status, list, start, remove */
@@ -70,7 +79,9 @@ int64_t cri_now_ns(void);
 /* 0 or -1 (logged). */
 int rt_open(const char *endpoint);
 void rt_close(void);
-/* Ask the runtime for its name and version, until it once answered. */
+/* Ask the runtime for its name and version, until it once answered. In
+ * auto mode this also picks the API version, as the kubelet does: v1, or
+ * v1alpha2 when the runtime answers v1 with UNIMPLEMENTED. */
 void rt_fetch_version(void);
 bool rt_have_version(void);
 /* "containerd" and "1.6.20" ("cri" and "unknown" before the runtime
@@ -347,6 +358,7 @@ typedef struct probe_spec {
     char *host;                 /* http, tcp: "" the pod's IP */
     int32_t port;
     char *path;                 /* http */
+    bool https;                 /* http: scheme HTTPS */
     vk_kv *headers;
     size_t n_headers;
     int64_t initial_delay_s, period_s, timeout_s;
@@ -354,7 +366,7 @@ typedef struct probe_spec {
 } probe_spec;
 
 /* Read a probe of a container's JSON. 0, or -1 with err for a probe this
- * provider cannot run (gRPC, HTTPS, a port name the container lacks). */
+ * provider cannot run (gRPC, a port name the container lacks). */
 int probe_parse(yajl_val probe, const vk_container *c, probe_spec *out, char *err, size_t errlen);
 void probe_spec_free(probe_spec *s);
 /* Run it against container ctr_id of a pod at pod_ip; out gets what a
@@ -488,5 +500,10 @@ typedef struct stream_opts {
  * VK_OK, or an error status (message through ctx). */
 int stream_session(vk_ctx *ctx, const char *url, const stream_opts *o, vk_stream *io,
                    int *exit_code);
+/* Forward one connection to port through the port-forward server at url
+ * (of CRI PortForward) between the pod and io, until either side ends it.
+ * VK_OK, UNAVAILABLE when the runtime could not connect to the port, or
+ * another error status (message through ctx). */
+int stream_port_forward(vk_ctx *ctx, const char *url, int32_t port, vk_stream *io);
 
 #endif

@@ -1,23 +1,10 @@
-/* exec.c -- exec, attach and port-forward.
- *
- * Exec and attach ask the runtime for a streaming URL and run the session
- * with stream.c. Port-forward reaches pods on the host network directly:
- * their ports are the node's own, so a TCP connection to the loopback
- * address is exactly what the runtime's port-forward would make.
+/* exec.c -- exec, attach and port-forward: each asks the runtime for a
+ * streaming URL and runs the session with stream.c.
  */
 #include "cri.h"
 
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-#define PF_CONNECT_MS 5000
-#define PF_POLL_MS 200
 
 /* The running container of a pod: its runtime id into id, and whether it
  * was created with a terminal. VK_OK or an error status. */
@@ -125,110 +112,32 @@ int cri_attach(vk_ctx *ctx, const vk_exec_request *req, vk_stream *io, int *exit
 
 /* ---- port-forward ------------------------------------------------------------------ */
 
-static int dial_loopback(int32_t port)
-{
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0)
-        return -1;
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS) {
-        close(fd);
-        return -1;
-    }
-    struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-    int err = 0;
-    socklen_t len = sizeof err;
-    if (poll(&pfd, 1, PF_CONNECT_MS) != 1 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 ||
-        err) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-typedef struct pf_reader {
-    int fd;
-    vk_stream *io;
-    bool done;
-} pf_reader;
-
-/* Socket to user, on its own thread: the user's side is read by the
- * calling thread. */
-static void *pf_read_main(void *arg)
-{
-    pf_reader *r = arg;
-    char buf[32768];
-    for (;;) {
-        ssize_t n = recv(r->fd, buf, sizeof buf, 0);
-        if (n < 0 && (errno == EINTR || errno == EAGAIN)) {
-            struct pollfd pfd = {.fd = r->fd, .events = POLLIN};
-            poll(&pfd, 1, PF_POLL_MS);
-            if (__atomic_load_n(&r->done, __ATOMIC_ACQUIRE))
-                break;
-            continue;
-        }
-        if (n <= 0 || vk_stream_write(r->io, buf, (size_t)n) < 0)
-            break;
-    }
-    __atomic_store_n(&r->done, true, __ATOMIC_RELEASE);
-    return NULL;
-}
-
-static int send_fully(int fd, const char *data, size_t len)
-{
-    while (len) {
-        ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
-        if (n < 0 && (errno == EINTR || errno == EAGAIN)) {
-            struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-            poll(&pfd, 1, PF_POLL_MS);
-            continue;
-        }
-        if (n <= 0)
-            return -1;
-        data += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
+/* The kubelet's way, for every pod: CRI PortForward gives the URL of the
+ * runtime's port-forward server, which connects to the port inside the
+ * sandbox's network namespace (the node's for hostNetwork pods). */
 int cri_port_forward(vk_ctx *ctx, const char *ns, const char *pod, int32_t port, vk_stream *io)
 {
+    Runtime__V1__PortForwardRequest pr = RUNTIME__V1__PORT_FORWARD_REQUEST__INIT;
+    Runtime__V1__PortForwardResponse *resp = NULL;
+    char sandbox[80], err[512];
     if (port <= 0 || port > 65535)
         return vk_ctx_error(ctx, VK_INVALID_ARGUMENT, "port %d is not a TCP port", port);
     cri_lock();
     cri_pod *p = pods_find(ns, pod);
-    bool host = p && p->pod->host_network;
+    snprintf(sandbox, sizeof sandbox, "%s", p ? p->sandbox_id : "");
     cri_unlock();
     if (!p)
         return vk_ctx_error(ctx, VK_NOT_FOUND, "pod %s/%s not found", ns, pod);
-    if (!host)
-        return vk_ctx_error(ctx, VK_UNIMPLEMENTED,
-                            "port-forward reaches only pods on the host network so far");
-    pf_reader r = {.fd = dial_loopback(port), .io = io};
-    if (r.fd < 0)
-        return vk_ctx_error(ctx, VK_UNAVAILABLE, "nothing listens on port %d of pod %s/%s", port,
-                            ns, pod);
-    pthread_t t;
-    if (pthread_create(&t, NULL, pf_read_main, &r) != 0) {
-        close(r.fd);
-        return vk_ctx_error(ctx, VK_INTERNAL, "cannot start a port-forward thread");
-    }
-    while (!__atomic_load_n(&r.done, __ATOMIC_ACQUIRE)) {
-        vk_input in;
-        int rc = vk_stream_read(io, &in, PF_POLL_MS);
-        if (rc < 0)
-            break;
-        if (rc == 0)
-            continue;
-        if (in.kind == VK_INPUT_EOF)
-            shutdown(r.fd, SHUT_WR);
-        else if (in.kind == VK_INPUT_DATA && send_fully(r.fd, in.data, in.len) < 0)
-            break;
-    }
-    __atomic_store_n(&r.done, true, __ATOMIC_RELEASE);
-    shutdown(r.fd, SHUT_RDWR);
-    pthread_join(t, NULL);
-    close(r.fd);
-    return VK_OK;
+    if (!sandbox[0])
+        return vk_ctx_error(ctx, VK_FAILED_PRECONDITION, "pod %s/%s has no sandbox yet", ns, pod);
+    pr.pod_sandbox_id = sandbox;
+    pr.port = &port;
+    pr.n_port = 1;
+    int code = rt_call(RT("PortForward"), &pr.base, &runtime__v1__port_forward_response__descriptor,
+                       RT_QUICK_MS, &resp, err, sizeof err);
+    if (code != VK_OK)
+        return vk_ctx_error(ctx, code == VK_NOT_FOUND ? VK_NOT_FOUND : VK_UNAVAILABLE, "%s", err);
+    code = stream_port_forward(ctx, resp->url, port, io);
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    return code;
 }

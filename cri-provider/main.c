@@ -100,6 +100,8 @@ static void usage(FILE *f)
         "usage: vkc-provider-cri [options]\n"
         "  --listen ADDR            serve on ADDR (default: $VKC_PROVIDER_LISTEN)\n"
         "  --runtime-endpoint URL   CRI socket (default: unix:///run/containerd/containerd.sock)\n"
+        "  --cri-api VERSION        v1, v1alpha2, or auto: v1 unless the runtime lacks it\n"
+        "                           (default: auto)\n"
         "  --root-dir DIR           pod directories and logs (default: /var/lib/vkc-cri)\n"
         "  --sandbox-image IMAGE    pulled before the first pod, as the runtime's sandbox\n"
         "                           image must be present (default: the runtime's own)\n"
@@ -141,6 +143,7 @@ int main(int argc, char **argv)
     static const struct option longopts[] = {
         {"listen", required_argument, NULL, 'l'},
         {"runtime-endpoint", required_argument, NULL, 'r'},
+        {"cri-api", required_argument, NULL, 'a'},
         {"root-dir", required_argument, NULL, 'd'},
         {"sandbox-image", required_argument, NULL, 's'},
         {"cgroup-root", required_argument, NULL, 'c'},
@@ -163,6 +166,16 @@ int main(int argc, char **argv)
         switch (opt) {
         case 'l': listen = optarg; break;
         case 'r': config.endpoint = optarg; break;
+        case 'a':
+            if (strcmp(optarg, "auto") == 0)
+                config.cri_api = CRI_API_AUTO;
+            else if (strcmp(optarg, "v1") == 0)
+                config.cri_api = CRI_API_V1;
+            else if (strcmp(optarg, "v1alpha2") == 0)
+                config.cri_api = CRI_API_V1ALPHA2;
+            else
+                return bad_flag("--cri-api", optarg);
+            break;
         case 'd': config.root_dir = optarg; break;
         case 's': config.sandbox_image = optarg; break;
         case 'c': config.cgroup_root = optarg; break;

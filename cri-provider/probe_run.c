@@ -1,10 +1,13 @@
 /* probe_run.c -- read a probe from the pod spec and run it once: exec
  * through the runtime's ExecSync, httpGet and tcpSocket from the node to
  * the pod's address, the way the kubelet's prober does (pkg/probe). Every
- * run ends within the probe's timeoutSeconds.
+ * run ends within the probe's timeoutSeconds. An HTTPS httpGet speaks TLS
+ * with OpenSSL and, as the kubelet's (InsecureSkipVerify), does not verify
+ * the server's certificate.
  */
 #include "cri.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
 #include <poll.h>
@@ -14,6 +17,9 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "json.h"
 
@@ -108,7 +114,8 @@ int probe_parse(yajl_val probe, const vk_container *c, probe_spec *s, char *err,
         if (tcp)
             return 0;
         const char *scheme = vk_json_str(vk_json_member(http, "scheme"), "HTTP");
-        if (strcasecmp(scheme, "HTTP") != 0) {
+        s->https = strcasecmp(scheme, "HTTPS") == 0;
+        if (!s->https && strcasecmp(scheme, "HTTP") != 0) {
             snprintf(err, errlen, "%s probes are not supported by vkc-provider-cri", scheme);
             return -1;
         }
@@ -259,15 +266,74 @@ static bool has_header(const probe_spec *s, const char *name)
     return false;
 }
 
-static int send_all(int fd, const char *data, size_t len, int64_t deadline)
+/* An HTTP probe's connection: TLS over fd when ssl is set. Every wait on
+ * it ends at the probe's deadline. */
+typedef struct probe_conn {
+    int fd;
+    SSL_CTX *ctx;
+    SSL *ssl;
+    int64_t deadline;
+} probe_conn;
+
+static bool wait_fd(const probe_conn *c, bool readable)
+{
+    struct pollfd pfd = {.fd = c->fd, .events = readable ? POLLIN : POLLOUT};
+    return poll(&pfd, 1, ms_left(c->deadline)) > 0;
+}
+
+/* After an OpenSSL call returned rc: true when it only waits for the
+ * socket and the socket became ready in time, so the call is to be made
+ * again. */
+static bool tls_again(const probe_conn *c, int rc)
+{
+    int e = SSL_get_error(c->ssl, rc);
+    return (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) &&
+           wait_fd(c, e == SSL_ERROR_WANT_READ);
+}
+
+/* The TLS handshake with host. 0, or -1 with why set. */
+static int tls_start(probe_conn *c, const char *host, char *why, size_t n)
+{
+    unsigned char addr[sizeof(struct in6_addr)];
+    int rc = 0;
+    ERR_clear_error();
+    c->ctx = SSL_CTX_new(TLS_client_method());
+    c->ssl = c->ctx ? SSL_new(c->ctx) : NULL;
+    if (c->ssl && SSL_set_fd(c->ssl, c->fd) == 1) {
+        SSL_set_verify(c->ssl, SSL_VERIFY_NONE, NULL);
+        /* Go names the server (SNI) by host name, never by address. */
+        if (inet_pton(AF_INET, host, addr) != 1 && inet_pton(AF_INET6, host, addr) != 1)
+            SSL_set_tlsext_host_name(c->ssl, host);
+        while ((rc = SSL_connect(c->ssl)) != 1 && tls_again(c, rc))
+            ;
+    }
+    if (rc == 1)
+        return 0;
+    unsigned long e = ERR_get_error();
+    if (e)
+        ERR_error_string_n(e, why, n);
+    else
+        snprintf(why, n, "%s", ms_left(c->deadline) == 0 ? "net/http: TLS handshake timeout"
+                                                          : "TLS handshake failed");
+    return -1;
+}
+
+static int conn_send(const probe_conn *c, const char *data, size_t len)
 {
     while (len) {
-        ssize_t w = send(fd, data, len, MSG_NOSIGNAL);
-        if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
-            struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-            if (poll(&pfd, 1, ms_left(deadline)) <= 0)
-                return -1;
-            continue;
+        ssize_t w;
+        if (c->ssl) {
+            int rc = SSL_write(c->ssl, data, (int)len);
+            if (rc <= 0 && tls_again(c, rc))
+                continue;
+            w = rc;
+        } else {
+            w = send(c->fd, data, len, MSG_NOSIGNAL);
+            if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
+                if (!wait_fd(c, false))
+                    return -1;
+                continue;
+            }
         }
         if (w <= 0)
             return -1;
@@ -277,23 +343,60 @@ static int send_all(int fd, const char *data, size_t len, int64_t deadline)
     return 0;
 }
 
+/* Up to len bytes: how many, 0 at the end of the response, -1 on an error
+ * or at the deadline. */
+static ssize_t conn_recv(const probe_conn *c, char *buf, size_t len)
+{
+    for (;;) {
+        if (c->ssl) {
+            int rc = SSL_read(c->ssl, buf, (int)len);
+            if (rc > 0)
+                return rc;
+            if (SSL_get_error(c->ssl, rc) == SSL_ERROR_ZERO_RETURN)
+                return 0;
+            if (!tls_again(c, rc))
+                return -1;
+            continue;
+        }
+        ssize_t k = recv(c->fd, buf, len, 0);
+        if (k >= 0)
+            return k;
+        if ((errno != EAGAIN && errno != EINTR) || !wait_fd(c, true))
+            return -1;
+    }
+}
+
+static void conn_close(probe_conn *c)
+{
+    SSL_free(c->ssl);
+    SSL_CTX_free(c->ctx);
+    close(c->fd);
+}
+
 /* GET path; a status from 200 to 399 passes. Redirects are not followed:
  * a 3xx passes as it is, as the kubelet treats a redirect elsewhere. */
 static enum probe_result run_http(const probe_spec *s, const char *pod_ip, char *out, size_t n)
 {
     const char *host = target(s, pod_ip);
-    int64_t deadline = cri_now_ns() + s->timeout_s * NS_PER_S;
+    probe_conn c = {.deadline = cri_now_ns() + s->timeout_s * NS_PER_S};
     char url[512];
     bool v6 = strchr(host, ':') != NULL;
-    snprintf(url, sizeof url, "http://%s%s%s:%d%s", v6 ? "[" : "", host, v6 ? "]" : "", s->port,
-             s->path);
+    snprintf(url, sizeof url, "%s://%s%s%s:%d%s", s->https ? "https" : "http", v6 ? "[" : "",
+             host, v6 ? "]" : "", s->port, s->path);
     char why[256];
-    int fd = dial(host, s->port, deadline, why, sizeof why);
-    if (fd < 0) {
+    c.fd = dial(host, s->port, c.deadline, why, sizeof why);
+    if (c.fd < 0) {
         snprintf(out, n, "Get \"%s\": %s", url, why);
         return PROBE_FAILURE;
     }
     vk_buf req = VK_BUF_INIT;
+    enum probe_result r = PROBE_FAILURE;
+    char resp[MAX_RESPONSE + 1];
+    size_t got = 0;
+    if (s->https && tls_start(&c, host, why, sizeof why) < 0) {
+        snprintf(out, n, "Get \"%s\": %s", url, why);
+        goto out;
+    }
     int rc = vk_buf_printf(&req, "GET %s HTTP/1.1\r\n", s->path);
     if (!has_header(s, "Host"))
         rc |= vk_buf_printf(&req, "Host: %s%s%s:%d\r\n", v6 ? "[" : "", host, v6 ? "]" : "",
@@ -305,21 +408,13 @@ static enum probe_result run_http(const probe_spec *s, const char *pod_ip, char 
     for (size_t i = 0; i < s->n_headers; i++)
         rc |= vk_buf_printf(&req, "%s: %s\r\n", s->headers[i].name, s->headers[i].value);
     rc |= vk_buf_puts(&req, "Connection: close\r\n\r\n");
-    enum probe_result r = PROBE_FAILURE;
-    char resp[MAX_RESPONSE + 1];
-    size_t got = 0;
-    if (rc != 0 || send_all(fd, req.data, req.len, deadline) < 0) {
+    if (rc != 0 || conn_send(&c, req.data, req.len) < 0) {
         snprintf(out, n, "Get \"%s\": cannot send the request", url);
         goto out;
     }
     /* Enough for the status line. */
     while (got < MAX_RESPONSE && !memchr(resp, '\n', got)) {
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        if (poll(&pfd, 1, ms_left(deadline)) <= 0)
-            break;
-        ssize_t k = recv(fd, resp + got, MAX_RESPONSE - got, 0);
-        if (k < 0 && (errno == EAGAIN || errno == EINTR))
-            continue;
+        ssize_t k = conn_recv(&c, resp + got, MAX_RESPONSE - got);
         if (k <= 0)
             break;
         got += (size_t)k;
@@ -328,9 +423,9 @@ static enum probe_result run_http(const probe_spec *s, const char *pod_ip, char 
     int status = 0;
     if (!memchr(resp, '\n', got) || sscanf(resp, "HTTP/%*d.%*d %d", &status) != 1) {
         snprintf(out, n, "Get \"%s\": %s", url,
-                 ms_left(deadline) == 0 ? "context deadline exceeded (Client.Timeout exceeded "
-                                          "while awaiting headers)"
-                                        : "malformed HTTP response");
+                 ms_left(c.deadline) == 0 ? "context deadline exceeded (Client.Timeout exceeded "
+                                            "while awaiting headers)"
+                                          : "malformed HTTP response");
         goto out;
     }
     if (status >= 200 && status < 400)
@@ -339,7 +434,7 @@ static enum probe_result run_http(const probe_spec *s, const char *pod_ip, char 
         snprintf(out, n, "HTTP probe failed with statuscode: %d", status);
 out:
     vk_buf_free(&req);
-    close(fd);
+    conn_close(&c);
     return r;
 }
 

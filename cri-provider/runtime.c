@@ -13,22 +13,68 @@ static char runtime_name[64] = "cri";
 static char runtime_version[64] = "unknown";
 static atomic_bool have_version;
 
+static const char *const api_names[] = {
+    [CRI_API_V1] = "v1",
+    [CRI_API_V1ALPHA2] = "v1alpha2",
+};
+/* The API version calls are made in: the one asked for, or in auto mode v1
+ * until the runtime turned out to have only v1alpha2. */
+static atomic_int api = CRI_API_V1;
+
+/* One unary call in API version version (see rt_call). */
+static int call_in(int version, const char *method, const ProtobufCMessage *req,
+                   const ProtobufCMessageDescriptor *desc, int timeout_ms, void *resp,
+                   char *err, size_t errlen)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/runtime.%s.%s", api_names[version], method);
+    vk_status st = {0, NULL};
+    ProtobufCMessage *r = NULL;
+    int code = vk_unary(channel, path, req, desc, timeout_ms, &r, &st);
+    if (code == VK_OK) {
+        *(ProtobufCMessage **)resp = r;
+    } else {
+        const char *m = strrchr(method, '/');
+        if (err && errlen)
+            snprintf(err, errlen, "%s: %s", m ? m + 1 : method,
+                     st.message && st.message[0] ? st.message : vk_status_code_name(code));
+        vk_debug("runtime call failed", "method=%s code=%s message=\"%s\"", path,
+                 vk_status_code_name(code), st.message ? st.message : "");
+    }
+    vk_status_clear(&st);
+    return code;
+}
+
+static int ask_version(int version, Runtime__V1__VersionResponse **resp)
+{
+    Runtime__V1__VersionRequest req = RUNTIME__V1__VERSION_REQUEST__INIT;
+    req.version = (char *)api_names[version];
+    return call_in(version, RT("Version"), &req.base, &runtime__v1__version_response__descriptor,
+                   RT_QUICK_MS, resp, NULL, 0);
+}
+
 void rt_fetch_version(void)
 {
     if (atomic_load(&have_version))
         return;
-    Runtime__V1__VersionRequest req = RUNTIME__V1__VERSION_REQUEST__INIT;
     Runtime__V1__VersionResponse *resp = NULL;
-    req.version = "v1";
-    if (rt_call(RT("Version"), &req.base, &runtime__v1__version_response__descriptor,
-                RT_QUICK_MS, &resp, NULL, 0) != VK_OK)
+    int version = config.cri_api == CRI_API_AUTO ? CRI_API_V1 : (int)config.cri_api;
+    int code = ask_version(version, &resp);
+    /* A runtime older than runtime.v1 (containerd 1.5, CRI-O 1.19) does not
+     * know the service at all. */
+    if (code == VK_UNIMPLEMENTED && config.cri_api == CRI_API_AUTO)
+        code = ask_version(version = CRI_API_V1ALPHA2, &resp);
+    if (code != VK_OK)
         return;
     /* Written once: readers see the strings only after the flag. */
     pthread_mutex_lock(&version_lock);
     if (!atomic_load(&have_version)) {
         snprintf(runtime_name, sizeof runtime_name, "%s", resp->runtime_name);
         snprintf(runtime_version, sizeof runtime_version, "%s", resp->runtime_version);
+        atomic_store(&api, version);
         atomic_store(&have_version, true);
+        vk_info("runtime answered", "runtime=%s version=%s cri_api=%s", runtime_name,
+                runtime_version, api_names[version]);
     }
     pthread_mutex_unlock(&version_lock);
     protobuf_c_message_free_unpacked(&resp->base, NULL);
@@ -36,6 +82,8 @@ void rt_fetch_version(void)
 
 int rt_open(const char *endpoint)
 {
+    if (config.cri_api != CRI_API_AUTO)
+        atomic_store(&api, (int)config.cri_api);
     channel = vk_channel_open(endpoint, 0);
     if (!channel) {
         vk_error("bad runtime endpoint", "endpoint=%s", endpoint);
@@ -76,22 +124,9 @@ int rt_call(const char *method, const ProtobufCMessage *req,
             const ProtobufCMessageDescriptor *desc, int timeout_ms,
             void *resp, char *err, size_t errlen)
 {
-    vk_status st = {0, NULL};
-    ProtobufCMessage *r = NULL;
-    int code = vk_unary(channel, method, req, desc, timeout_ms, &r, &st);
-    if (code == VK_OK) {
-        *(ProtobufCMessage **)resp = r;
-    } else {
-        const char *m = strrchr(method, '/');
-        if (err && errlen)
-            snprintf(err, errlen, "%s: %s", m ? m + 1 : method,
-                     st.message && st.message[0] ? st.message : vk_status_code_name(code));
-        vk_debug("runtime call failed", "method=%s code=%s message=\"%s\"", method,
-                 vk_status_code_name(code), st.message ? st.message : "");
-    }
-    vk_status_clear(&st);
-    return code;
+    return call_in(atomic_load(&api), method, req, desc, timeout_ms, resp, err, errlen);
 }
+
 
 int rt_stop_container(const char *id, int64_t grace_s)
 {

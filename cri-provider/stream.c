@@ -1,15 +1,27 @@
-/* stream.c -- a client of the runtime's streaming server (exec, attach).
+/* stream.c -- a client of the runtime's streaming server (exec, attach,
+ * port-forward).
  *
- * CRI Exec/Attach answer with a URL of a server embedded in the runtime
- * (containerd's is the kubelet's streaming server, k8s.io/kubelet's
+ * CRI Exec/Attach/PortForward answer with a URL of a server embedded in the
+ * runtime (containerd's is the kubelet's streaming server, k8s.io/kubelet's
  * pkg/cri/streaming). It speaks SPDY/3.1 or WebSocket. This client speaks
  * SPDY, with sdk-c's session, the way the kubelet's own client does: an
- * HTTP upgrade to SPDY/3.1 with X-Stream-Protocol-Version
- * v4.channel.k8s.io, then one stream per channel named by its streamType
- * header: error (a final JSON metav1.Status carrying the exit code), stdin,
- * stdout, stderr, and resize (JSON {"Width","Height"} documents) with a
- * terminal. The server counts the streams it waits for from the flags of
- * the CRI request, so exactly those are opened.
+ * HTTP upgrade to SPDY/3.1 with an X-Stream-Protocol-Version, then streams
+ * named by their streamType header.
+ *
+ * Exec and attach (v4.channel.k8s.io): one stream per channel, error (a
+ * final JSON metav1.Status carrying the exit code), stdin, stdout, stderr,
+ * and resize (JSON {"Width","Height"} documents) with a terminal. The
+ * server counts the streams it waits for from the flags of the CRI
+ * request, so exactly those are opened. The server closes the connection
+ * when the command ended.
+ *
+ * Port-forward (portforward.k8s.io): one connection to the pod's port is
+ * a pair of streams, error then data, both carrying the port and a
+ * requestID that pairs them (the server side is core/portforward.c). The
+ * data stream carries the bytes both ways; the server writes a message on
+ * the error stream when it could not connect, and finishes both streams
+ * when the pod's connection ended, while the SPDY connection stays open
+ * for more pairs: the end of both streams is the session's.
  *
  * SPDY rather than WebSocket because containerd 1.6 offers only
  * v4.channel.k8s.io over WebSocket, which cannot close stdin alone: over
@@ -41,7 +53,8 @@
 #include "json.h"
 #include "spdy.h"
 
-#define PROTOCOL "v4.channel.k8s.io"
+#define PROTOCOL_EXEC "v4.channel.k8s.io"
+#define PROTOCOL_PORT_FORWARD "portforward.k8s.io"
 #define CONNECT_MS 10000
 #define MAX_HEADER 8192
 #define MAX_STATUS 65536
@@ -57,7 +70,12 @@ typedef struct session {
     int wake[2];
     vk_stream *io;
     spdy_session *spdy;
+    /* For a port-forward, stdin_id and stdout_id are both the data stream. */
     uint32_t error_id, stdin_id, stdout_id, stderr_id, resize_id;
+    /* Port-forward: the runtime finished (or reset) the error and the data
+     * stream. The session ends with both, as the error message may follow
+     * the data stream's end. */
+    bool forward, error_ended, data_ended;
     vk_buf in;              /* bytes read and not yet taken by the session */
     size_t in_off;
     vk_buf status;          /* the error stream */
@@ -163,18 +181,18 @@ static int header(const char *head, const char *name, char *out, size_t n)
     return -1;
 }
 
-/* Upgrade the connection to SPDY. Bytes read past the response head stay
- * in s->in for the session. */
+/* Upgrade the connection to SPDY speaking protocol. Bytes read past the
+ * response head stay in s->in for the session. */
 static int handshake(session *s, const char *host, const char *port, const char *path,
-                     char *err, size_t errlen)
+                     const char *protocol, char *err, size_t errlen)
 {
     char got[64];
     vk_buf req = VK_BUF_INIT;
     bool v6 = strchr(host, ':') != NULL;
     if (vk_buf_printf(&req,
                       "GET %s HTTP/1.1\r\nHost: %s%s%s:%s\r\nConnection: Upgrade\r\n"
-                      "Upgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: " PROTOCOL "\r\n\r\n",
-                      path, v6 ? "[" : "", host, v6 ? "]" : "", port) < 0 ||
+                      "Upgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: %s\r\n\r\n",
+                      path, v6 ? "[" : "", host, v6 ? "]" : "", port, protocol) < 0 ||
         send_all(s->fd, req.data, req.len) < 0) {
         vk_buf_free(&req);
         snprintf(err, errlen, "cannot send the stream request: %s", strerror(errno));
@@ -213,8 +231,8 @@ static int handshake(session *s, const char *host, const char *port, const char 
         return -1;
     }
     if (header(s->in.data, "X-Stream-Protocol-Version", got, sizeof got) < 0 ||
-        strcmp(got, PROTOCOL) != 0) {
-        snprintf(err, errlen, "the runtime's stream server does not speak " PROTOCOL);
+        strcmp(got, protocol) != 0) {
+        snprintf(err, errlen, "the runtime's stream server does not speak %s", protocol);
         return -1;
     }
     return 0;
@@ -236,11 +254,34 @@ static void on_data(void *user, uint32_t id, const uint8_t *data, size_t len)
     }
 }
 
-static const spdy_callbacks callbacks = {.on_data = on_data};
+static void on_end(session *s, uint32_t id)
+{
+    if (s->forward && id == s->error_id)
+        s->error_ended = true;
+    else if (s->forward && id == s->stdout_id)
+        s->data_ended = true;
+}
 
-/* Open the streams the runtime waits for, error first as kubectl does.
- * 0 or -1. */
-static int open_streams(session *s, const stream_opts *o)
+static void on_fin(void *user, uint32_t id)
+{
+    on_end(user, id);
+}
+
+static void on_reset(void *user, uint32_t id, uint32_t status)
+{
+    (void)status;
+    on_end(user, id);
+}
+
+static const spdy_callbacks callbacks = {
+    .on_data = on_data,
+    .on_fin = on_fin,
+    .on_reset = on_reset,
+};
+
+/* Open the streams of an exec or attach the runtime waits for, error
+ * first as kubectl does. 0 or -1. */
+static int open_exec_streams(session *s, const stream_opts *o)
 {
     const struct {
         bool want;
@@ -432,7 +473,8 @@ static bool transmit(session *s)
 }
 
 /* Until the runtime closes the connection (after the status, when the
- * command ended), the user goes away, or the session fails. */
+ * command ended) or ends a port-forward's streams, the user goes away, or the
+ * session fails. */
 static void run(session *s)
 {
     bool input_alive = true, open = true;
@@ -440,6 +482,8 @@ static void run(session *s)
         /* Every wake-up pumps the input: the wake pipe, or output drained
          * below the high-water mark. */
         feed(s);
+        if (s->error_ended && s->data_ended)
+            return;
         input_alive = pump_input(s);
         const uint8_t *p;
         bool pending = spdy_output(s->spdy, &p) > 0;
@@ -464,70 +508,113 @@ static void run(session *s)
     feed(s); /* the status may be in the last bytes read */
 }
 
-int stream_session(vk_ctx *ctx, const char *url, const stream_opts *o, vk_stream *io,
-                   int *exit_code)
+static void session_init(session *s, vk_stream *io)
+{
+    *s = (session){.fd = -1, .wake = {-1, -1}, .io = io};
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->room, NULL);
+}
+
+/* Connect to url and upgrade to SPDY speaking protocol; the caller opens
+ * the streams next. VK_OK, or an error status (message through ctx). */
+static int session_connect(vk_ctx *ctx, session *s, const char *url, const char *protocol)
 {
     char host[256], port[16], err[512] = "";
     const char *path;
-    session s = {.fd = -1, .wake = {-1, -1}, .io = io};
-    pthread_t reader;
-    bool reader_started = false;
-    int code = VK_OK;
+    if (parse_url(url, host, sizeof host, port, sizeof port, &path) < 0)
+        return vk_ctx_error(ctx, VK_INTERNAL, "the runtime gave an unusable stream URL %s", url);
+    s->fd = connect_to(host, port);
+    if (s->fd < 0)
+        return vk_ctx_error(ctx, VK_UNAVAILABLE, "cannot reach the runtime's stream server");
+    if (handshake(s, host, port, path, protocol, err, sizeof err) < 0)
+        return vk_ctx_error(ctx, VK_UNAVAILABLE, "%s", err);
+    s->spdy = spdy_client_new(&callbacks, s, NULL);
+    if (pipe2(s->wake, O_NONBLOCK | O_CLOEXEC) < 0 || !s->spdy)
+        return vk_ctx_error(ctx, VK_INTERNAL, "cannot set up the stream");
+    return VK_OK;
+}
 
+/* Run the connected session with its streams open, the user's input read
+ * by a thread of its own. VK_OK, or an error status. */
+static int session_run(vk_ctx *ctx, session *s)
+{
+    pthread_t reader;
+    if (pthread_create(&reader, NULL, input_main, s) != 0)
+        return vk_ctx_error(ctx, VK_INTERNAL, "cannot start the stream's input thread");
+    run(s);
+    pthread_mutex_lock(&s->lock);
+    s->stop = true;
+    pthread_cond_broadcast(&s->room);
+    pthread_mutex_unlock(&s->lock);
+    pthread_join(reader, NULL);
+    if (spdy_error(s->spdy))
+        vk_warn("the runtime's stream broke SPDY", "error=\"%s\"", spdy_error(s->spdy));
+    return VK_OK;
+}
+
+static void session_free(session *s)
+{
+    spdy_session_free(s->spdy);
+    if (s->fd >= 0)
+        close(s->fd);
+    if (s->wake[0] >= 0) {
+        close(s->wake[0]);
+        close(s->wake[1]);
+    }
+    vk_buf_free(&s->in);
+    vk_buf_free(&s->status);
+    vk_buf_free(&s->input);
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->room);
+}
+
+int stream_session(vk_ctx *ctx, const char *url, const stream_opts *o, vk_stream *io,
+                   int *exit_code)
+{
+    char err[512];
+    session s;
+    session_init(&s, io);
     *exit_code = -1;
-    pthread_mutex_init(&s.lock, NULL);
-    pthread_cond_init(&s.room, NULL);
-    if (parse_url(url, host, sizeof host, port, sizeof port, &path) < 0) {
-        code = vk_ctx_error(ctx, VK_INTERNAL, "the runtime gave an unusable stream URL %s", url);
-        goto out;
-    }
-    s.fd = connect_to(host, port);
-    if (s.fd < 0) {
-        code = vk_ctx_error(ctx, VK_UNAVAILABLE, "cannot reach the runtime's stream server");
-        goto out;
-    }
-    if (handshake(&s, host, port, path, err, sizeof err) < 0) {
-        code = vk_ctx_error(ctx, VK_UNAVAILABLE, "%s", err);
-        goto out;
-    }
-    s.spdy = spdy_client_new(&callbacks, &s, NULL);
-    if (pipe2(s.wake, O_NONBLOCK | O_CLOEXEC) < 0 || !s.spdy || open_streams(&s, o) < 0) {
+    int code = session_connect(ctx, &s, url, PROTOCOL_EXEC);
+    if (code == VK_OK && open_exec_streams(&s, o) < 0)
         code = vk_ctx_error(ctx, VK_INTERNAL, "cannot set up the stream");
-        goto out;
-    }
-    if (o->tty && o->width && o->height)
+    if (code == VK_OK && o->tty && o->width && o->height)
         enqueue_resize(&s, o->width, o->height);
-    if (pthread_create(&reader, NULL, input_main, &s) != 0) {
-        code = vk_ctx_error(ctx, VK_INTERNAL, "cannot start the stream's input thread");
-        goto out;
-    }
-    reader_started = true;
-    run(&s);
-    if (spdy_error(s.spdy))
-        vk_warn("the runtime's stream broke SPDY", "error=\"%s\"", spdy_error(s.spdy));
-    if (!s.user_gone && s.status.len) {
+    if (code == VK_OK)
+        code = session_run(ctx, &s);
+    if (code == VK_OK && !s.user_gone && s.status.len) {
         *exit_code = exit_status(&s.status, err, sizeof err);
         if (*exit_code < 0)
             code = vk_ctx_error(ctx, VK_UNKNOWN, "%s", err);
     }
-out:
-    pthread_mutex_lock(&s.lock);
-    s.stop = true;
-    pthread_cond_broadcast(&s.room);
-    pthread_mutex_unlock(&s.lock);
-    if (reader_started)
-        pthread_join(reader, NULL);
-    spdy_session_free(s.spdy);
-    if (s.fd >= 0)
-        close(s.fd);
-    if (s.wake[0] >= 0) {
-        close(s.wake[0]);
-        close(s.wake[1]);
+    session_free(&s);
+    return code;
+}
+
+int stream_port_forward(vk_ctx *ctx, const char *url, int32_t port, vk_stream *io)
+{
+    char port_s[16];
+    session s;
+    session_init(&s, io);
+    snprintf(port_s, sizeof port_s, "%d", port);
+    /* One forward per connection: requestID 0 pairs its two streams. */
+    spdy_nv nv[] = {{"streamType", "error", 0}, {"port", port_s, 0}, {"requestID", "0", 0}};
+    size_t n_nv = sizeof nv / sizeof nv[0];
+    int code = session_connect(ctx, &s, url, PROTOCOL_PORT_FORWARD);
+    if (code == VK_OK) {
+        /* The error stream carries nothing from us: it is finished at once. */
+        s.error_id = spdy_open(s.spdy, nv, n_nv, true);
+        nv[0].value = "data";
+        s.stdin_id = s.stdout_id = s.error_id ? spdy_open(s.spdy, nv, n_nv, false) : 0;
+        s.forward = true;
+        if (!s.stdout_id)
+            code = vk_ctx_error(ctx, VK_INTERNAL, "cannot set up the stream");
     }
-    vk_buf_free(&s.in);
-    vk_buf_free(&s.status);
-    vk_buf_free(&s.input);
-    pthread_mutex_destroy(&s.lock);
-    pthread_cond_destroy(&s.room);
+    if (code == VK_OK)
+        code = session_run(ctx, &s);
+    /* The runtime could not reach the port: nothing listens there. */
+    if (code == VK_OK && s.status.len)
+        code = vk_ctx_error(ctx, VK_UNAVAILABLE, "%.*s", (int)s.status.len, s.status.data);
+    session_free(&s);
     return code;
 }

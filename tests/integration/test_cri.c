@@ -21,6 +21,11 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <openssl/ssl.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <yajl/yajl_tree.h>
 
 #include "buf.h"
@@ -38,6 +43,8 @@ static char endpoint[256];
 typedef struct provider {
     pid_t pid;
     char dir[64];
+    const char *runtime;    /* the provider's runtime: NULL for endpoint */
+    const char *cri_api;    /* its --cri-api: NULL for the default */
     vk_channel *ch;     /* the provider */
     vk_channel *rt;     /* the runtime, to check what the provider did */
 } provider;
@@ -228,15 +235,17 @@ static void start(void)
     snprintf(listen_env, sizeof listen_env, "VKC_PROVIDER_LISTEN=%s", listen);
     snprintf(core_env, sizeof core_env, "VKC_CORE_TARGET=%s", core_target);
     const char *vars[] = {listen_env, core_env, NULL};
-    const char *argv[] = {bin, "--runtime-endpoint", endpoint, "--root-dir", root, "--cgroup-root",
-                          "/vkc-test", "--volume-sync-period", SYNC_PERIOD, NULL};
+    const char *runtime = m.runtime ? m.runtime : endpoint;
+    const char *argv[] = {bin, "--runtime-endpoint", runtime, "--root-dir", root, "--cgroup-root",
+                          "/vkc-test", "--volume-sync-period", SYNC_PERIOD,
+                          m.cri_api ? "--cri-api" : NULL, m.cri_api, NULL};
     m.pid = harness_provider_spawn(argv, vars, NULL);
     ck_assert_msg(harness_wait_socket(&m.pid, sock, 15000, 20), "provider exited at start (%s)",
                   bin);
     m.ch = vk_channel_open(listen, 0);
-    m.rt = vk_channel_open(endpoint, 0);
+    m.rt = vk_channel_open(runtime, 0);
     ck_assert_msg(vk_channel_wait_ready(m.ch, 10000), "provider did not come up");
-    ck_assert_msg(vk_channel_wait_ready(m.rt, 10000), "runtime not reachable at %s", endpoint);
+    ck_assert_msg(vk_channel_wait_ready(m.rt, 10000), "runtime not reachable at %s", runtime);
 }
 
 static void scrub(void);
@@ -266,7 +275,7 @@ static void stop(void)
 /* Pod uids carry the test process's id, so that two runs sharing one
  * runtime (make test and make test-asan at once) never meet. */
 static char uid_prefix[32];
-static char uids[16][48];
+static char uids[20][48];
 
 static const char *test_uid(int n)
 {
@@ -431,6 +440,29 @@ static long long restart_count(const char *name)
     return n;
 }
 
+/* Read a call's messages of type desc until it ends, their bytes field
+ * "data" into out (NUL-terminated, cut at n); then finish and free the
+ * call: its final status. */
+static int collect(vk_call *c, const ProtobufCMessageDescriptor *desc, char *out, size_t n)
+{
+    const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(desc,
+                                                                                        "data");
+    ck_assert_ptr_nonnull(f);
+    size_t len = 0;
+    ProtobufCMessage *msg;
+    while (vk_call_recv(c, desc, &msg) == 1) {
+        const ProtobufCBinaryData *d = (const ProtobufCBinaryData *)((char *)msg + f->offset);
+        size_t k = d->len < n - 1 - len ? d->len : n - 1 - len;
+        memcpy(out + len, d->data, k);
+        len += k;
+        protobuf_c_message_free_unpacked(msg, NULL);
+    }
+    out[len] = '\0';
+    int code = vk_call_finish(c, NULL);
+    vk_call_free(c);
+    return code;
+}
+
 /* Logs of a container into out (NUL-terminated); the final status code. */
 typedef struct log_opts {
     long long tail, limit;
@@ -466,19 +498,7 @@ static int logs(const char *pod, const char *ctr, log_opts o, char *out, size_t 
     ck_assert_ptr_nonnull(c);
     ck_assert_int_eq(vk_call_send(c, &req.base), 0);
     vk_call_close_send(c);
-    size_t len = 0;
-    Vkc__Provider__V1__LogChunk *chunk;
-    while (vk_call_recv(c, &vkc__provider__v1__log_chunk__descriptor,
-                        (ProtobufCMessage **)&chunk) == 1) {
-        size_t k = chunk->data.len < n - 1 - len ? chunk->data.len : n - 1 - len;
-        memcpy(out + len, chunk->data.data, k);
-        len += k;
-        protobuf_c_message_free_unpacked(&chunk->base, NULL);
-    }
-    out[len] = '\0';
-    int code = vk_call_finish(c, NULL);
-    vk_call_free(c);
-    return code;
+    return collect(c, &vkc__provider__v1__log_chunk__descriptor, out, n);
 }
 
 static bool logs_contain(const char *pod, const char *ctr, const char *text)
@@ -1395,6 +1415,344 @@ START_TEST(test_readiness)
 }
 END_TEST
 
+/* A socket listening on a free port of 127.0.0.1, that port in *port. */
+static int listen_loopback(int *port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    socklen_t len = sizeof sa;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    ck_assert_int_eq(listen(fd, 8), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    *port = ntohs(sa.sin_port);
+    return fd;
+}
+
+/* One port-forward through the provider: send input (then close our side
+ * when close_write), collect what comes back into out until the provider
+ * ends the stream; its final status. */
+static int port_forward(const char *pod, int port, const char *input, bool close_write, char *out,
+                        size_t n)
+{
+    Vkc__Provider__V1__PortForwardInput in = VKC__PROVIDER__V1__PORT_FORWARD_INPUT__INIT;
+    Vkc__Provider__V1__PortForwardStart st = VKC__PROVIDER__V1__PORT_FORWARD_START__INIT;
+    Vkc__Provider__V1__PodRef ref = harness_pod_ref(pod);
+    st.pod = &ref;
+    st.port = port;
+    in.input_case = VKC__PROVIDER__V1__PORT_FORWARD_INPUT__INPUT_START;
+    in.start = &st;
+    vk_call *c = vk_call_start(m.ch, P "PortForward", 20000);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_int_eq(vk_call_send(c, &in.base), 0);
+    Vkc__Provider__V1__PortForwardInput data = VKC__PROVIDER__V1__PORT_FORWARD_INPUT__INIT;
+    data.input_case = VKC__PROVIDER__V1__PORT_FORWARD_INPUT__INPUT_DATA;
+    data.data.data = (uint8_t *)input;
+    data.data.len = strlen(input);
+    ck_assert_int_eq(vk_call_send(c, &data.base), 0);
+    if (close_write) {
+        Vkc__Provider__V1__PortForwardInput eof = VKC__PROVIDER__V1__PORT_FORWARD_INPUT__INIT;
+        eof.input_case = VKC__PROVIDER__V1__PORT_FORWARD_INPUT__INPUT_CLOSE_WRITE;
+        eof.close_write = true;
+        ck_assert_int_eq(vk_call_send(c, &eof.base), 0);
+    }
+    return collect(c, &vkc__provider__v1__port_forward_output__descriptor, out, n);
+}
+
+/* Port-forward goes through CRI PortForward and the runtime's
+ * port-forward server, as the kubelet's does. Without CNI here every pod
+ * is on the host network, where the runtime connects in the node's
+ * namespace: the same protocol as for a pod network. */
+START_TEST(test_port_forward)
+{
+    const char *uid = test_uid(15);
+    int port = 20000 + getpid() % 20000 + 2;
+    char app[512], out[1024];
+    snprintf(app, sizeof app,
+             "{\"name\":\"web\"," IMAGE ",\"command\":[\"sh\",\"-c\","
+             "\"mkdir -p /www && echo forwarded > /www/index.html && "
+             "exec httpd -f -p %d -h /www\"],"
+             "\"readinessProbe\":{\"tcpSocket\":{\"port\":%d},\"periodSeconds\":1}}",
+             port, port);
+    ck_assert_int_eq(pod_call("CreatePod", pod_doc("fwd", uid, "Always", NULL, app)), VK_OK);
+    EVENTUALLY(ctr_ready("fwd", "web"), 30000);
+
+    /* httpd ends the connection after its answer... */
+    const char *req = "GET /index.html HTTP/1.0\r\n\r\n";
+    ck_assert_int_eq(port_forward("fwd", port, req, false, out, sizeof out), VK_OK);
+    ck_assert_msg(strncmp(out, "HTTP/1.1 200 OK\r\n", 17) == 0, "got '%s'", out);
+    ck_assert_msg(strstr(out, "\r\n\r\nforwarded\n") != NULL, "got '%s'", out);
+    /* ...also when we closed our side first. */
+    ck_assert_int_eq(port_forward("fwd", port, req, true, out, sizeof out), VK_OK);
+    ck_assert_msg(strstr(out, "\r\n\r\nforwarded\n") != NULL, "got '%s'", out);
+    /* Nothing listens there. */
+    int closed;
+    close(listen_loopback(&closed));
+    ck_assert_int_eq(port_forward("fwd", closed, "x", false, out, sizeof out), VK_UNAVAILABLE);
+    ck_assert_str_eq(out, "");
+    ck_assert_int_eq(port_forward("nosuch", port, "x", false, out, sizeof out), VK_NOT_FOUND);
+    delete_pod("fwd", uid);
+}
+END_TEST
+
+/* ---- an HTTPS server for probes --------------------------------------------------- */
+
+/* Answers every request with status, remembering the last request's
+ * head; on a free port of 127.0.0.1 with a self-signed certificate. */
+static struct {
+    int fd;
+    SSL_CTX *ctx;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    int status;
+    char request[2048];
+    bool stop;
+} tls;
+
+static void tls_serve_one(int fd)
+{
+    SSL *ssl = SSL_new(tls.ctx);
+    char req[sizeof tls.request];
+    size_t len = 0;
+    SSL_set_fd(ssl, fd);
+    if (SSL_accept(ssl) == 1) {
+        while (len < sizeof req - 1) {
+            int k = SSL_read(ssl, req + len, (int)(sizeof req - 1 - len));
+            if (k <= 0)
+                break;
+            len += (size_t)k;
+            req[len] = '\0';
+            if (strstr(req, "\r\n\r\n"))
+                break;
+        }
+        req[len] = '\0';
+        char answer[128];
+        pthread_mutex_lock(&tls.mu);
+        snprintf(tls.request, sizeof tls.request, "%s", req);
+        int n = snprintf(answer, sizeof answer,
+                         "HTTP/1.1 %d X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                         tls.status);
+        pthread_mutex_unlock(&tls.mu);
+        SSL_write(ssl, answer, n);
+        SSL_shutdown(ssl);
+    }
+    SSL_free(ssl);
+    close(fd);
+}
+
+static void *tls_main(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        pthread_mutex_lock(&tls.mu);
+        bool stop = tls.stop;
+        pthread_mutex_unlock(&tls.mu);
+        if (stop)
+            return NULL;
+        struct pollfd pfd = {.fd = tls.fd, .events = POLLIN};
+        if (poll(&pfd, 1, 100) == 1) {
+            int fd = accept(tls.fd, NULL, NULL);
+            if (fd >= 0)
+                tls_serve_one(fd);
+        }
+    }
+}
+
+/* Start the server; its port. */
+static int tls_start(void)
+{
+    char cmd[512], cert[128], key[128];
+    snprintf(cert, sizeof cert, "%s/cert.pem", m.dir);
+    snprintf(key, sizeof key, "%s/key.pem", m.dir);
+    snprintf(cmd, sizeof cmd,
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+             "-subj /CN=probe -days 1 -keyout %s -out %s 2>/dev/null", key, cert);
+    ck_assert_int_eq(system(cmd), 0);
+    tls.ctx = SSL_CTX_new(TLS_server_method());
+    ck_assert_ptr_nonnull(tls.ctx);
+    ck_assert_int_eq(SSL_CTX_use_certificate_file(tls.ctx, cert, SSL_FILETYPE_PEM), 1);
+    ck_assert_int_eq(SSL_CTX_use_PrivateKey_file(tls.ctx, key, SSL_FILETYPE_PEM), 1);
+    int port;
+    tls.fd = listen_loopback(&port);
+    pthread_mutex_init(&tls.mu, NULL);
+    tls.status = 200;
+    ck_assert_int_eq(pthread_create(&tls.thread, NULL, tls_main, NULL), 0);
+    return port;
+}
+
+static void tls_stop(void)
+{
+    pthread_mutex_lock(&tls.mu);
+    tls.stop = true;
+    pthread_mutex_unlock(&tls.mu);
+    pthread_join(tls.thread, NULL);
+    close(tls.fd);
+    SSL_CTX_free(tls.ctx);
+    pthread_mutex_destroy(&tls.mu);
+}
+
+static void tls_set_status(int status)
+{
+    pthread_mutex_lock(&tls.mu);
+    tls.status = status;
+    pthread_mutex_unlock(&tls.mu);
+}
+
+static bool tls_request_has(const char *text)
+{
+    pthread_mutex_lock(&tls.mu);
+    bool yes = strstr(tls.request, text) != NULL;
+    pthread_mutex_unlock(&tls.mu);
+    return yes;
+}
+
+/* An HTTPS httpGet probe, unverified as the kubelet's, with its host and
+ * httpHeaders (a Host header among them) honoured. */
+START_TEST(test_https_probe)
+{
+    const char *uid = test_uid(16);
+    char app[1024];
+    int port = tls_start();
+    snprintf(app, sizeof app,
+             "{\"name\":\"app\"," IMAGE ",\"command\":[\"sleep\",\"3600\"],"
+             "\"readinessProbe\":{\"httpGet\":{\"scheme\":\"HTTPS\",\"host\":\"127.0.0.1\","
+             "\"port\":%d,\"path\":\"/healthz\",\"httpHeaders\":["
+             "{\"name\":\"Host\",\"value\":\"probe.example\"},"
+             "{\"name\":\"X-Probe\",\"value\":\"tls\"}]},"
+             "\"periodSeconds\":1,\"failureThreshold\":1}}",
+             port);
+    ck_assert_int_eq(pod_call("CreatePod", pod_doc("secure", uid, "Always", NULL, app)), VK_OK);
+    EVENTUALLY(ctr_ready("secure", "app"), 30000);
+    ck_assert(tls_request_has("GET /healthz HTTP/1.1\r\n"));
+    ck_assert(tls_request_has("\r\nHost: probe.example\r\n"));
+    ck_assert(tls_request_has("\r\nX-Probe: tls\r\n"));
+    ck_assert(tls_request_has("\r\nUser-Agent: kube-probe/"));
+
+    tls_set_status(503);
+    EVENTUALLY(!ctr_ready("secure", "app"), 10000);
+    ck_assert(core_saw_event("Readiness probe failed: HTTP probe failed with statuscode: 503"));
+    tls_set_status(200);
+    EVENTUALLY(ctr_ready("secure", "app"), 10000);
+    delete_pod("secure", uid);
+    tls_stop();
+}
+END_TEST
+
+/* ---- CRI API versions -------------------------------------------------------------- */
+
+/* A pod's life on runtime.v1alpha2, which containerd 1.6 serves beside
+ * runtime.v1: sandbox, container, logs, exec, teardown. */
+START_TEST(test_cri_v1alpha2)
+{
+    const char *uid = test_uid(17);
+    stop();
+    m.cri_api = "v1alpha2";
+    start();
+    const char *app = "{\"name\":\"app\"," IMAGE ",\"command\":[\"sh\",\"-c\","
+                      "\"echo on v1alpha2; exec sleep 3600\"]}";
+    ck_assert_int_eq(pod_call("CreatePod", pod_doc("alpha", uid, "Always", NULL, app)), VK_OK);
+    EVENTUALLY(phase_is("alpha", "Running"), 30000);
+    EVENTUALLY(logs_contain("alpha", "app", "on v1alpha2"), 10000);
+    ck_assert(sh_says("alpha", "app", "echo exec works", "exec works\n"));
+    ck_assert_uint_eq(sandboxes_of(uid), 1);
+    delete_pod("alpha", uid);
+}
+END_TEST
+
+/* A runtime that serves runtime.v1alpha2 alone, answering Version and
+ * Status, and remembering what was asked. */
+static struct {
+    vk_server *server;
+    pthread_mutex_t mu;
+    char asked[1024];
+} fake;
+
+static void fake_asked(vk_scall *call, const ProtobufCMessageDescriptor *req_desc)
+{
+    ProtobufCMessage *msg = NULL;
+    if (vk_scall_recv(call, req_desc, &msg) == 1)
+        protobuf_c_message_free_unpacked(msg, NULL);
+    pthread_mutex_lock(&fake.mu);
+    size_t len = strlen(fake.asked);
+    snprintf(fake.asked + len, sizeof fake.asked - len, "%s\n", vk_scall_method(call));
+    pthread_mutex_unlock(&fake.mu);
+}
+
+static void fake_version(vk_scall *call, void *ud)
+{
+    (void)ud;
+    fake_asked(call, &runtime__v1__version_request__descriptor);
+    Runtime__V1__VersionResponse resp = RUNTIME__V1__VERSION_RESPONSE__INIT;
+    resp.runtime_name = "fakecri";
+    resp.runtime_version = "0.1";
+    vk_scall_reply(call, &resp.base);
+}
+
+static void fake_status(vk_scall *call, void *ud)
+{
+    (void)ud;
+    fake_asked(call, &runtime__v1__status_request__descriptor);
+    Runtime__V1__StatusResponse resp = RUNTIME__V1__STATUS_RESPONSE__INIT;
+    vk_scall_reply(call, &resp.base);
+}
+
+static bool fake_was_asked(const char *method)
+{
+    pthread_mutex_lock(&fake.mu);
+    bool yes = strstr(fake.asked, method) != NULL;
+    pthread_mutex_unlock(&fake.mu);
+    return yes;
+}
+
+/* The runtime version the provider reports for its node. */
+static char *node_runtime(char *buf, size_t n)
+{
+    Vkc__Provider__V1__GetNodeRequest req = VKC__PROVIDER__V1__GET_NODE_REQUEST__INIT;
+    Vkc__Provider__V1__Node *node = NULL;
+    ck_assert_int_eq(unary("GetNode", &req.base, &vkc__provider__v1__node__descriptor, &node),
+                     VK_OK);
+    yajl_val info = harness_json_parse(node->node_info_json.data, node->node_info_json.len);
+    snprintf(buf, n, "%s", jstr(info, "containerRuntimeVersion", NULL));
+    yajl_tree_free(info);
+    protobuf_c_message_free_unpacked(&node->base, NULL);
+    return buf;
+}
+
+/* Against a runtime without runtime.v1, auto falls back to v1alpha2 for
+ * every call; --cri-api v1 does not. */
+START_TEST(test_cri_fallback)
+{
+    char addr[128], version[128];
+    snprintf(addr, sizeof addr, "unix:%s/fake.sock", m.dir);
+    pthread_mutex_init(&fake.mu, NULL);
+    fake.server = vk_server_new(addr, 0, 4);
+    ck_assert_ptr_nonnull(fake.server);
+    vk_server_handle(fake.server, "/runtime.v1alpha2.RuntimeService/Version", fake_version, NULL);
+    vk_server_handle(fake.server, "/runtime.v1alpha2.RuntimeService/Status", fake_status, NULL);
+    ck_assert_int_eq(vk_server_start(fake.server), 0);
+
+    stop();
+    m.runtime = addr;
+    start();
+    ck_assert_str_eq(node_runtime(version, sizeof version), "fakecri://0.1");
+    /* The node's first runtime check runs as the provider starts. */
+    EVENTUALLY(fake_was_asked("/runtime.v1alpha2.RuntimeService/Status"), 10000);
+
+    stop();
+    m.cri_api = "v1";
+    start();
+    ck_assert_str_eq(node_runtime(version, sizeof version), "cri://unknown");
+
+    stop();
+    vk_server_stop(fake.server, 0);
+    vk_server_free(fake.server);
+    pthread_mutex_destroy(&fake.mu);
+    m.runtime = m.cri_api = NULL;
+    start();
+}
+END_TEST
+
 /* Termination messages (file, custom path, fallback to the log), and a
  * pod past its activeDeadlineSeconds, stopped with its grace period. */
 START_TEST(test_termination)
@@ -1500,6 +1858,10 @@ int main(void)
         {"liveness", test_liveness, 90},
         {"readiness", test_readiness, 90},
         {"termination", test_termination, 90},
+        {"port_forward", test_port_forward, 60},
+        {"https_probe", test_https_probe, 60},
+        {"cri_v1alpha2", test_cri_v1alpha2, 90},
+        {"cri_fallback", test_cri_fallback, 60},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         TCase *tc = tcase_create(cases[i].name);
