@@ -223,7 +223,8 @@ test test-unit: $(FUZZ_BINS)
 BENCH_BIN  := $(BUILD)/bench/vkc-bench
 BENCH_SRC  := $(wildcard tests/bench/*.c)
 BENCH_OBJ  := $(BENCH_SRC:%.c=$(OBJ)/%.o) \
-              $(addprefix $(OBJ)/core/,kube_client.o kube_reflector.o kube_watch.o kubeconfig.o ratelimit.o)
+              $(addprefix $(OBJ)/core/,kube_client.o kube_reflector.o kube_watch.o kubeconfig.o ratelimit.o \
+                logval.o metrics.o)
 
 $(BENCH_BIN): $(BENCH_OBJ) $(SDK_LIB)
 	@mkdir -p $(dir $@)

@@ -942,17 +942,26 @@ static int check_pod(resolver *r, yajl_val spec)
 enum env_status env_resolve(const char *pod_json, size_t len, const env_inputs *in,
                             env_result *res)
 {
-    resolver r = {.in = in, .res = res};
-    vars *envs[N_LISTS] = {NULL, NULL, NULL};
-    size_t counts[N_LISTS] = {0, 0, 0};
     char perr[256];
-
-    memset(res, 0, sizeof *res);
-    r.pod = vk_json_parse_bytes(pod_json, len, perr, sizeof perr);
-    if (!r.pod) {
+    yajl_val pod = vk_json_parse_bytes(pod_json, len, perr, sizeof perr);
+    if (!pod) {
+        resolver r = {.in = in, .res = res};
+        memset(res, 0, sizeof *res);
         fail(&r, ENV_INVALID, "CreateContainerConfigError", NULL, NULL, "pod JSON: %s", perr);
         return res->status;
     }
+    env_resolve_tree(pod, in, res);
+    yajl_tree_free(pod);
+    return res->status;
+}
+
+enum env_status env_resolve_tree(yajl_val pod, const env_inputs *in, env_result *res)
+{
+    resolver r = {.in = in, .res = res, .pod = pod};
+    vars *envs[N_LISTS] = {NULL, NULL, NULL};
+    size_t counts[N_LISTS] = {0, 0, 0};
+
+    memset(res, 0, sizeof *res);
     yajl_val spec = vk_json_member(r.pod, "spec");
     r.ns = vk_json_str(vk_json_get(r.pod, "metadata", "namespace", NULL), "");
     if (check_pod(&r, spec) < 0 ||
@@ -991,7 +1000,6 @@ out:
     if (r.scratch.data)
         explicit_bzero(r.scratch.data, r.scratch.cap);
     vk_buf_free(&r.scratch);
-    yajl_tree_free(r.pod);
     return res->status;
 }
 

@@ -143,6 +143,8 @@ typedef struct env_result {
  * res->status; res is always to be released with env_result_free. */
 enum env_status env_resolve(const char *pod_json, size_t len, const env_inputs *in,
                             env_result *res);
+/* The same for a Pod already parsed: pod stays the caller's. */
+enum env_status env_resolve_tree(yajl_val pod, const env_inputs *in, env_result *res);
 void env_result_free(env_result *res);
 
 /* Every Secret, ConfigMap and ServiceAccount pod references, each once:

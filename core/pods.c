@@ -6,6 +6,12 @@
  * successful CreatePod or by the resync's GetPods, cleared by DeletePod or
  * when the provider says it lost the pod). Reconciling compares the two.
  *
+ * No tree of a pod outlives the event that brought it: the API's copy is
+ * what reconciling and status writes read on every pass (api_copy) plus
+ * the pod packed (podstatus.h), parsed again only for a provider call, a
+ * status write or a status of the core's own. At 10,000 pods the trees
+ * were ~19 KB each, most of the core's memory.
+ *
  * Provider calls run on the module's pool; their results come back on the
  * loop. Each job carries the provider generation it was issued in (bumped
  * at every up and down): a result from an earlier generation never
@@ -16,6 +22,7 @@
 #include "pods.h"
 
 #include <ev.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +41,15 @@
 #define DEFAULT_WORKERS 8
 #define BUCKETS 1024
 #define RESYNC_RETRY_S 1.0
+/* glibc keeps freed memory in its heap: the bursts of whole-pod trees a
+ * churn parses (~19 KB per watch event, freed at once) leave free pages
+ * between the long-lived small allocations, and RSS would stay at its
+ * peak while the pods run and after they are deleted. TRIM_DELAY_S after
+ * the TRIM_EVENTS-th pod event since the last trim (the burst is then
+ * mostly over), malloc_trim(0) gives those pages back: at most one trim
+ * per delay while pods churn, none while idle. */
+#define TRIM_EVENTS 256
+#define TRIM_DELAY_S 2.0
 
 enum op { OP_CREATE, OP_UPDATE, OP_DELETE, OP_RESYNC };
 static const char *const op_names[] = {"create", "update", "delete", "resync"};
@@ -55,12 +71,25 @@ typedef struct held {
     bool cached;            /* objcache_hold succeeded: release it */
 } held;
 
+enum phase { PHASE_OTHER, PHASE_RUNNING, PHASE_TERMINAL };
+
+/* The API's copy of a pod. */
+typedef struct api_copy {
+    char *uid;
+    long long rv;           /* podstatus_view's */
+    uint64_t status_hash;
+    bool deleting;          /* metadata.deletionTimestamp set */
+    bool never;             /* spec.restartPolicy Never */
+    enum phase phase;
+    packed_json pod;        /* without managedFields */
+} api_copy;
+
 typedef struct entry {
     struct entry *next;
     pods *p;
     char *key, *ns, *name;
 
-    yajl_val api;           /* NULL: the API does not have the pod */
+    api_copy *api;          /* NULL: the API does not have the pod */
     uint64_t hash;          /* of api's updatable fields */
     bool listed;            /* seen in the list being applied */
 
@@ -69,7 +98,9 @@ typedef struct entry {
     size_t n_refs;
 
     char *prov_uid;         /* the incarnation the provider runs, or NULL */
-    char *prov_json;        /* its pod (unresolved), for DeletePod */
+    /* Its pod for DeletePod, unless api is that incarnation's (see
+     * prov_pod_json): empty when it is. */
+    packed_json prov_pod;
     uint64_t prov_hash;
     bool prov_seen;         /* in the GetPods being applied */
 
@@ -102,7 +133,10 @@ struct pods {
 
     entry *buckets[BUCKETS];
     size_t n_api;
+    size_t churn;           /* pod events since the last trim */
+    ev_timer trim;
     bool synced;
+    yajl_val looked;        /* lookup_pod's last tree, freed at the next call */
 
     provider_client *pc;    /* while up */
     unsigned caps;
@@ -124,7 +158,7 @@ typedef struct job {
     char *key, *uid;
     char *json;             /* what the provider gets: may hold secrets */
     size_t len;
-    char *plain;            /* create: the unresolved pod, kept for DeletePod */
+    packed_json plain;      /* create: the unresolved pod, for DeletePod */
     uint64_t hash;
     int code;
     vk_status st;
@@ -152,15 +186,50 @@ static bool deleting(yajl_val pod)
     return vk_json_get(pod, "metadata", "deletionTimestamp", NULL) != NULL;
 }
 
-static bool terminal(yajl_val pod)
-{
-    const char *phase = str_at(pod, "status", "phase");
-    return phase && (!strcmp(phase, "Succeeded") || !strcmp(phase, "Failed"));
-}
-
 static bool same_str(const char *a, const char *b)
 {
     return a && b && !strcmp(a, b);
+}
+
+static enum phase phase_of(yajl_val pod)
+{
+    const char *phase = str_at(pod, "status", "phase");
+    if (same_str(phase, "Running"))
+        return PHASE_RUNNING;
+    if (same_str(phase, "Succeeded") || same_str(phase, "Failed"))
+        return PHASE_TERMINAL;
+    return PHASE_OTHER;
+}
+
+static bool terminal(const api_copy *a)
+{
+    return a->phase == PHASE_TERMINAL;
+}
+
+static void free_copy(api_copy *a)
+{
+    if (!a)
+        return;
+    free(a->uid);
+    packed_clear(&a->pod);
+    free(a);
+}
+
+/* The API's copy of pod, a tree with a uid; NULL when memory ran out. */
+static api_copy *copy_of(yajl_val pod)
+{
+    podstatus_view v = podstatus_view_of(pod);
+    api_copy *a = calloc(1, sizeof *a);
+    if (!a || !(a->uid = strdup(v.uid)) || packed_set_tree(&a->pod, pod) < 0) {
+        free_copy(a);
+        return NULL;
+    }
+    a->rv = v.rv;
+    a->status_hash = v.status_hash;
+    a->deleting = deleting(pod);
+    a->never = same_str(str_at(pod, "spec", "restartPolicy"), "Never");
+    a->phase = phase_of(pod);
+    return a;
 }
 
 static int serialize(yajl_val v, vk_buf *out)
@@ -201,7 +270,7 @@ static void count(pods *p, const char *op, const char *result)
 
 static void pod_event(pods *p, entry *e, const char *type, const char *reason, const char *msg)
 {
-    events_emit(p->events, e->ns, e->name, uid_of(e->api), type, reason, msg);
+    events_emit(p->events, e->ns, e->name, e->api ? e->api->uid : NULL, type, reason, msg);
 }
 
 /* ---- entries ------------------------------------------------------------------ */
@@ -253,12 +322,30 @@ static entry *get_entry(pods *p, const char *ns, const char *name)
 
 static void clear_prov(entry *e)
 {
-    /* From GetPods it is the provider's copy, env resolved: secrets too. */
-    if (e->prov_json)
-        explicit_bzero(e->prov_json, strlen(e->prov_json));
+    /* From GetPods it is the provider's copy, env resolved: secrets too;
+     * packed_clear wipes it. */
     free(e->prov_uid);
-    free(e->prov_json);
-    e->prov_uid = e->prov_json = NULL;
+    e->prov_uid = NULL;
+    packed_clear(&e->prov_pod);
+}
+
+/* The pod DeletePod gets: the API's copy when it is the incarnation the
+ * provider runs, else the one kept for it. */
+static int prov_pod_json(const entry *e, vk_buf *out)
+{
+    if (e->api && same_str(e->api->uid, e->prov_uid))
+        return packed_get(&e->api->pod, out);
+    return packed_get(&e->prov_pod, out);
+}
+
+/* The API moves on from old (deleted, or replaced by a new incarnation):
+ * when the provider runs it, keep its pod for DeletePod. */
+static void keep_for_delete(entry *e, api_copy *old)
+{
+    if (old && same_str(e->prov_uid, old->uid) && !e->prov_pod.z) {
+        e->prov_pod = old->pod;
+        old->pod = (packed_json){NULL, 0, 0};
+    }
 }
 
 static void drop_refs(pods *p, entry *e)
@@ -280,13 +367,33 @@ static void drop_refs(pods *p, entry *e)
 static void free_entry(pods *p, entry *e)
 {
     drop_refs(p, e);
-    yajl_tree_free(e->api);
+    free_copy(e->api);
     clear_prov(e);
     free(e->seq_uid);
     free(e->key);
     free(e->ns);
     free(e->name);
     free(e);
+}
+
+static void trim_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    pods *p = w->data;
+    malloc_trim(0);
+    vk_debug("heap trimmed", "pod_events=%zu pods=%zu", p->churn, p->n_api);
+    p->churn = 0;
+}
+
+/* One more pod event (watch event applied, entry removed): see
+ * TRIM_EVENTS. */
+static void note_churn(pods *p)
+{
+    if (++p->churn >= TRIM_EVENTS && !ev_is_active(&p->trim)) {
+        ev_timer_set(&p->trim, TRIM_DELAY_S, 0.);
+        ev_timer_start(p->loop, &p->trim);
+    }
 }
 
 /* Only for an entry that is not busy and that the API no longer has. */
@@ -296,6 +403,7 @@ static void remove_entry(pods *p, entry *e)
     *s = e->next;
     podstatus_forget(p->ps, e->key);
     free_entry(p, e);
+    note_churn(p);
 }
 
 static bool refs_equal(const ref *list, size_t n, const held *h, size_t nh)
@@ -330,14 +438,14 @@ static int add_service_account(yajl_val pod, ref **list, size_t *n)
 /* Record what the pod references, for the Core service and the cache. The
  * new objects are held before the old are released, so that an object
  * both reference keeps its watch. */
-static void update_refs(pods *p, entry *e)
+static void update_refs(pods *p, entry *e, yajl_val pod)
 {
     ref *list = NULL;
     size_t n = 0;
-    const char *uid = uid_of(e->api);
-    if (env_pod_refs(e->api, &list, &n) < 0)
+    const char *uid = e->api->uid;
+    if (env_pod_refs(pod, &list, &n) < 0)
         return;
-    if (add_service_account(e->api, &list, &n) < 0) {
+    if (add_service_account(pod, &list, &n) < 0) {
         vk_warn("out of memory recording pod references", "pod=%s", e->key);
         free(list);
         return;
@@ -399,30 +507,36 @@ static void api_gone(pods *p, entry *e)
 {
     drop_refs(p, e);
     podstatus_forget(p->ps, e->key);
-    yajl_tree_free(e->api);
+    keep_for_delete(e, e->api);
+    free_copy(e->api);
     e->api = NULL;
     p->n_api--;
     metric_set(p->known, NULL, (double)p->n_api);
     add(p, e->key);
 }
 
-/* Take obj as the API's copy of its pod. */
+/* Take obj (a tree, freed here) as the API's copy of its pod. */
 static void upsert(pods *p, yajl_val obj)
 {
     const char *ns = str_at(obj, "metadata", "namespace");
     const char *name = str_at(obj, "metadata", "name");
     const char *uid = uid_of(obj);
     entry *e = ns && name && uid ? get_entry(p, ns, name) : NULL;
-    if (!e) {
+    api_copy *a = e ? copy_of(obj) : NULL;
+    if (!a) {
         if (ns && name && uid)
             vk_warn("out of memory; pod not tracked", "pod=%s/%s", ns, name);
+        if (e) {
+            e->listed = true; /* stale, not gone */
+            add(p, e->key);   /* removed there if it was new */
+        }
         yajl_tree_free(obj);
         return;
     }
-    yajl_val old = e->api;
-    bool fresh = !old || !same_str(uid_of(old), uid);
+    api_copy *old = e->api;
+    bool fresh = !old || !same_str(old->uid, uid);
     uint64_t h = spec_hash(obj);
-    bool relevant = fresh || h != e->hash || (deleting(obj) && !deleting(old));
+    bool relevant = fresh || h != e->hash || (a->deleting && !old->deleting);
     if (fresh && old) {
         drop_refs(p, e);
         podstatus_forget(p->ps, e->key);
@@ -433,11 +547,17 @@ static void upsert(pods *p, yajl_val obj)
     }
     if (!old)
         p->n_api++;
-    e->api = obj;
+    e->api = a;
     e->hash = h;
     e->listed = true;
-    yajl_tree_free(old);
-    update_refs(p, e);
+    if (fresh)
+        keep_for_delete(e, old);
+    free_copy(old);
+    if (same_str(e->prov_uid, a->uid))
+        packed_clear(&e->prov_pod); /* the API's copy serves DeletePod */
+    update_refs(p, e, obj);
+    yajl_tree_free(obj);
+    note_churn(p);
     metric_set(p->known, NULL, (double)p->n_api);
     podstatus_api_changed(p->ps, e->key);
     if (relevant)
@@ -483,14 +603,29 @@ static void on_pods_event(void *ud, enum kube_event_type type, yajl_val *object)
         return;
     entry *e = find(p, key.data);
     vk_buf_free(&key);
-    if (e && e->api && same_str(uid_of(e->api), uid_of(*object)))
+    if (e && e->api && same_str(e->api->uid, uid_of(*object)))
         api_gone(p, e);
 }
 
+/* podstatus's lookup, only when it merges and writes a status: a tree of
+ * the API's copy, kept until the next call. */
 static yajl_val lookup_pod(void *ud, const char *key)
 {
+    pods *p = ud;
+    entry *e = find(p, key);
+    yajl_tree_free(p->looked);
+    p->looked = e && e->api ? packed_tree(&e->api->pod) : NULL;
+    return p->looked;
+}
+
+/* podstatus's look on every watch event: no tree. */
+static bool peek_pod(void *ud, const char *key, podstatus_view *out)
+{
     entry *e = find(ud, key);
-    return e ? e->api : NULL;
+    if (!e || !e->api)
+        return false;
+    *out = (podstatus_view){e->api->uid, e->api->rv, e->api->status_hash};
+    return true;
 }
 
 /* A pod waiting for this object may go ahead now. */
@@ -543,7 +678,7 @@ static enum reconcile_result delete_from_api(pods *p, entry *e)
     if (vk_buf_printf(&path, "/api/v1/namespaces/%s/pods/%s", e->ns, e->name) == 0 &&
         vk_buf_printf(&body, "{\"kind\":\"DeleteOptions\",\"apiVersion\":\"v1\","
                       "\"gracePeriodSeconds\":0,\"preconditions\":{\"uid\":\"%s\"}}",
-                      uid_of(e->api)) == 0)
+                      e->api->uid) == 0)
         e->api_delete = kube_request(p->kube, "DELETE", path.data, NULL, body.data, body.len, 0,
                                      api_deleted, e);
     else
@@ -566,7 +701,7 @@ static void free_job(job *j)
         explicit_bzero(j->json, j->len);
         free(j->json);
     }
-    free(j->plain);
+    packed_clear(&j->plain);
     free(j->key);
     free(j->uid);
     vk_status_clear(&j->st);
@@ -638,7 +773,7 @@ static void report_failure(pods *p, entry *e, const job *j)
     const char *why = j->st.message && *j->st.message ? j->st.message : vk_status_code_name(j->code);
     vk_warn("provider call failed", "op=%s pod=%s code=%s error=%s", op_names[j->op], e->key,
             vk_status_code_name(j->code), logval(msg_v, sizeof msg_v, why));
-    if (!e->api || !same_str(uid_of(e->api), j->uid))
+    if (!e->api || !same_str(e->api->uid, j->uid))
         return; /* an incarnation the API no longer has: no one to tell */
     vk_buf msg = VK_BUF_INIT;
     vk_buf_printf(&msg, "The provider could not %s the pod: %s", op_names[j->op], why);
@@ -683,9 +818,13 @@ static void job_done(void *arg)
     case OP_CREATE:
         clear_prov(e);
         e->prov_uid = j->uid;
-        e->prov_json = j->plain;
+        j->uid = NULL;
+        if (!e->api || !same_str(e->api->uid, e->prov_uid)) {
+            /* The API moved on meanwhile: keep what was created. */
+            e->prov_pod = j->plain;
+            j->plain = (packed_json){NULL, 0, 0};
+        }
         e->prov_hash = j->hash;
-        j->uid = j->plain = NULL;
         e->streak &= ~(unsigned)STREAK_CONFIG;
         break;
     case OP_UPDATE:
@@ -729,17 +868,18 @@ static enum env_lookup get_secret(void *ud, const char *ns, const char *name, ya
     return lookup(ud, REF_SECRET, ns, name, obj);
 }
 
-/* Resolve e's pod; plain gets its unresolved JSON. */
-static enum env_status resolve(pods *p, entry *e, vk_buf *plain, env_result *res)
+/* Resolve e's pod; *pod gets its tree (the caller's, NULL when memory
+ * ran out). */
+static enum env_status resolve(pods *p, entry *e, yajl_val *pod, env_result *res)
 {
     memset(res, 0, sizeof *res);
-    if (serialize(e->api, plain) < 0) {
+    if (!(*pod = packed_tree(&e->api->pod))) {
         res->status = ENV_NOMEM;
         return ENV_NOMEM;
     }
     size_t n_svc;
     const env_service *svc = svccache_for(p->svc, e->ns, &n_svc);
-    const char *pod_ip = str_at(e->api, "status", "podIP");
+    const char *pod_ip = str_at(*pod, "status", "podIP");
     const char *pod_ips[1] = {pod_ip}, *host_ips[1] = {p->host_ip};
     env_inputs in = {
         .get_configmap = get_configmap,
@@ -755,12 +895,12 @@ static enum env_status resolve(pods *p, entry *e, vk_buf *plain, env_result *res
         .alloc_memory = p->alloc_memory,
         .alloc_ephemeral_storage = p->alloc_storage,
     };
-    return env_resolve(plain->data, plain->len, &in, res);
+    return env_resolve_tree(*pod, &in, res);
 }
 
 /* The pod cannot start as written: tell the API (status, event) and wait
  * for the object, or for a new spec. */
-static void config_error(pods *p, entry *e, const env_result *res)
+static void config_error(pods *p, entry *e, yajl_val pod, const env_result *res)
 {
     const char *msg = res->error.message ? res->error.message : "the pod cannot be configured";
     const char *reason = res->error_event ? res->error_event : "CreateContainerConfigError";
@@ -769,9 +909,9 @@ static void config_error(pods *p, entry *e, const env_result *res)
         note = (note ^ (unsigned char)*c) * 1099511628211u;
     for (const char *c = msg; *c; c++)
         note = (note ^ (unsigned char)*c) * 1099511628211u;
-    yajl_val st = podstatus_config_error(e->api, msg);
+    yajl_val st = podstatus_config_error(pod, msg);
     if (st)
-        podstatus_set(p->ps, e->key, uid_of(e->api), st);
+        podstatus_set(p->ps, e->key, e->api->uid, st);
     count(p, "create", "config_error");
     if ((e->streak & STREAK_CONFIG) && e->config_note == note)
         return;
@@ -784,13 +924,13 @@ static enum reconcile_result create_or_update(pods *p, entry *e, enum op op)
 {
     if (!svccache_synced(p->svc))
         return RECONCILE_RETRY; /* its first list re-queues the pod */
-    vk_buf plain = VK_BUF_INIT;
+    yajl_val pod;
     env_result res;
-    enum env_status st = resolve(p, e, &plain, &res);
+    enum env_status st = resolve(p, e, &pod, &res);
     enum reconcile_result rr = RECONCILE_RETRY;
     if (st == ENV_MISSING || st == ENV_INVALID) {
         if (op == OP_CREATE) {
-            config_error(p, e, &res);
+            config_error(p, e, pod, &res);
             rr = RECONCILE_DONE;
         } else if (!(e->streak & STREAK_UPDATE)) {
             e->streak |= STREAK_UPDATE;
@@ -800,26 +940,28 @@ static enum reconcile_result create_or_update(pods *p, entry *e, enum op op)
         for (size_t i = 0; i < res.n_warnings && !e->warned; i++)
             pod_event(p, e, "Warning", res.warnings[i].reason, res.warnings[i].message);
         e->warned = true;
-        job *j = new_job(p, op, e, uid_of(e->api));
-        if (j) {
+        job *j = new_job(p, op, e, e->api->uid);
+        if (j && (op != OP_CREATE || packed_copy(&j->plain, &e->api->pod) == 0)) {
             j->json = vk_buf_steal(&res.pod, &j->len);
-            j->plain = vk_buf_steal(&plain, NULL);
             j->hash = e->hash;
             rr = submit(p, e, j);
+        } else if (j) {
+            free_job(j);
         }
     }
     env_result_free(&res);
-    vk_buf_free(&plain);
+    yajl_tree_free(pod);
     return rr;
 }
 
-static enum reconcile_result delete_in_provider(pods *p, entry *e, yajl_val pod)
+static enum reconcile_result delete_in_provider(pods *p, entry *e)
 {
     job *j = new_job(p, OP_DELETE, e, e->prov_uid);
     if (!j)
         return RECONCILE_RETRY;
     vk_buf b = VK_BUF_INIT;
-    if (pod ? serialize(pod, &b) < 0 : vk_buf_puts(&b, e->prov_json) < 0) {
+    if (prov_pod_json(e, &b) < 0) {
+        vk_buf_free(&b);
         free_job(j);
         return RECONCILE_RETRY;
     }
@@ -828,10 +970,9 @@ static enum reconcile_result delete_in_provider(pods *p, entry *e, yajl_val pod)
 }
 
 /* A restartPolicy Never pod that ran must not run twice. */
-static bool must_not_rerun(yajl_val pod)
+static bool must_not_rerun(const api_copy *a)
 {
-    return same_str(str_at(pod, "spec", "restartPolicy"), "Never") &&
-           same_str(str_at(pod, "status", "phase"), "Running");
+    return a->never && a->phase == PHASE_RUNNING;
 }
 
 static void mark_lost(pods *p, entry *e)
@@ -839,9 +980,11 @@ static void mark_lost(pods *p, entry *e)
     static const char msg[] =
         "The provider lost this pod after it had started (the provider restarted or its "
         "back end dropped the pod); with restartPolicy Never it is not run again.";
-    yajl_val st = podstatus_lost(e->api, msg);
+    yajl_val pod = packed_tree(&e->api->pod);
+    yajl_val st = pod ? podstatus_lost(pod, msg) : NULL;
+    yajl_tree_free(pod);
     if (st)
-        podstatus_set(p->ps, e->key, uid_of(e->api), st);
+        podstatus_set(p->ps, e->key, e->api->uid, st);
     count(p, "create", "provider_lost");
     if (!e->lost) {
         e->lost = true;
@@ -858,16 +1001,16 @@ static enum reconcile_result process(void *ud, const char *key)
         return RECONCILE_DONE;
     if (!p->pc)
         return RECONCILE_RETRY;
-    const char *uid = e->api ? uid_of(e->api) : NULL;
+    const char *uid = e->api ? e->api->uid : NULL;
     /* Another incarnation (or one the API no longer has) goes first. */
     if (e->prov_uid && !same_str(e->prov_uid, uid))
-        return delete_in_provider(p, e, NULL);
+        return delete_in_provider(p, e);
     if (!e->api) {
         remove_entry(p, e);
         return RECONCILE_DONE;
     }
-    if (deleting(e->api))
-        return e->prov_uid ? delete_in_provider(p, e, e->api) : delete_from_api(p, e);
+    if (e->api->deleting)
+        return e->prov_uid ? delete_in_provider(p, e) : delete_from_api(p, e);
     if (!e->prov_uid) {
         if (terminal(e->api))
             return RECONCILE_DONE; /* finished: never run again */
@@ -913,7 +1056,7 @@ static void on_status(void *ud, const statusfeed_event *ev)
         }
         return;
     }
-    if (!e->api || !same_str(uid_of(e->api), ev->uid))
+    if (!e->api || !same_str(e->api->uid, ev->uid))
         return;
     yajl_val st = vk_json_parse(ev->status_json, ev->len, NULL, 0);
     if (!YAJL_IS_OBJECT(st)) {
@@ -997,24 +1140,27 @@ static void note_provider_pod(pods *p, const ProtobufCBinaryData *data)
     const char *name = str_at(pod, "metadata", "name");
     const char *uid = uid_of(pod);
     entry *e = ns && name && uid ? get_entry(p, ns, name) : NULL;
-    vk_buf plain = VK_BUF_INIT;
-    if (!e || vk_buf_append(&plain, data->data, data->len) < 0) {
+    if (!e) {
         if (pod)
             vk_warn("provider pod not understood or out of memory", "pod=%s/%s", ns ? ns : "",
                     name ? name : "");
         yajl_tree_free(pod);
         return;
     }
+    bool api_has_it = e->api && same_str(e->api->uid, uid);
     clear_prov(e);
     e->prov_uid = strdup(uid);
-    e->prov_json = vk_buf_steal(&plain, NULL);
     e->prov_hash = spec_hash(pod);
     e->prov_seen = true;
-    if (!e->prov_uid)
+    /* Its own JSON for DeletePod, when the API's copy cannot serve. */
+    if (!e->prov_uid ||
+        (!api_has_it && packed_set(&e->prov_pod, (const char *)data->data, data->len) < 0)) {
+        vk_warn("out of memory noting a provider pod", "pod=%s", e->key);
         clear_prov(e);
+    }
     if (!(p->caps & PC_CAP_WATCH_POD_STATUS)) {
         yajl_val st = vk_json_member(pod, "status");
-        if (YAJL_IS_OBJECT(st) && e->api && same_str(uid_of(e->api), uid)) {
+        if (YAJL_IS_OBJECT(st) && api_has_it) {
             vk_buf b = VK_BUF_INIT;
             statusfeed_event ev = {.ns = ns, .name = name, .uid = uid};
             if (serialize(st, &b) == 0) {
@@ -1172,6 +1318,8 @@ pods *pods_start(const pods_config *cfg)
     p->node = strdup(cfg->node_name);
     ev_init(&p->resync_retry, resync_retry_cb);
     p->resync_retry.data = p;
+    ev_init(&p->trim, trim_cb);
+    p->trim.data = p;
     if (cfg->metrics) {
         p->known = metrics_gauge(cfg->metrics, "pods_known",
                                  "Pods bound to the node, as the API server lists them.", NULL);
@@ -1186,7 +1334,13 @@ pods *pods_start(const pods_config *cfg)
         .depth = cfg->metrics ? metrics_gauge(cfg->metrics, "reconcile_queue_depth",
                                               "Pods waiting to be reconciled.", NULL) : NULL,
     };
-    podstatus_config sc = {.kube = cfg->kube, .metrics = cfg->metrics, .lookup = lookup_pod, .ud = p};
+    podstatus_config sc = {
+        .kube = cfg->kube,
+        .metrics = cfg->metrics,
+        .lookup = lookup_pod,
+        .peek = peek_pod,
+        .ud = p,
+    };
     vk_buf selector = VK_BUF_INIT;
     /* Jobs: the reconciler's workers, a resync and a poll at most. */
     p->pool = vk_pool_new(p->loop, (int)workers, (int)workers + 2);
@@ -1225,12 +1379,14 @@ void pods_stop(pods *p)
     svccache_free(p->svc);
     statusfeed_stop(p->feed);
     ev_timer_stop(p->loop, &p->resync_retry);
+    ev_timer_stop(p->loop, &p->trim);
     for (size_t i = 0; i < BUCKETS; i++)
         for (entry *e = p->buckets[i]; e; e = e->next)
             if (e->api_delete)
                 kube_request_cancel(p->kube, e->api_delete);
     vk_pool_free(p->pool); /* waits for provider calls; their results are dropped */
     podstatus_free(p->ps);
+    yajl_tree_free(p->looked);
     for (size_t i = 0; i < BUCKETS; i++) {
         while (p->buckets[i]) {
             entry *e = p->buckets[i];
@@ -1266,7 +1422,7 @@ int pods_list_json(void *ud, vk_buf *out)
                 rc = vk_buf_append(out, ",", 1);
             first = false;
             if (rc == 0)
-                rc = serialize(e->api, out);
+                rc = packed_get(&e->api->pod, out);
         }
     }
     if (rc == 0)

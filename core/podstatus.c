@@ -2,9 +2,12 @@
  *
  * A slot holds the desired status and what is known of the API's: the
  * hashes (desired, API) seen when the two were last found in step, so a
- * watch event only costs a hash of its status. `fresh` is a copy of the
- * pod newer than the watch cache (the answer to our PUT, or a GET after a
- * 409), used as the base of the next write until the cache catches up.
+ * watch event only costs a look at the cache's view (podstatus_view): no
+ * tree. `fresh` is a copy of the pod newer than the watch cache (the
+ * answer to our PUT, or a GET after a 409), used as the base of the next
+ * write until the cache catches up. Both documents are kept packed, with
+ * what the decision reads beside them; trees are built only to merge and
+ * write.
  */
 #include "podstatus.h"
 
@@ -21,6 +24,8 @@
 #include "pod.h"
 #include "ratelimit.h"
 
+#include <zlib.h>
+
 #define BUCKETS 256
 #define RETRY_INITIAL_S 0.5
 #define RETRY_MAX_S 30.0
@@ -31,12 +36,15 @@ typedef struct slot {
     struct slot *next;
     podstatus *ps;
     char *key, *ns, *name, *uid;
-    yajl_val desired;
+    packed_json desired;           /* a PodStatus; empty until set */
     uint64_t desired_hash;
     bool in_step;                  /* in_step_desired/api are meaningful */
     uint64_t in_step_desired, in_step_api;
     uint64_t writing;              /* desired_hash of the write in flight */
-    yajl_val fresh;
+    packed_json fresh;             /* a Pod; empty when none */
+    char *fresh_uid;               /* fresh's view, the uid owned */
+    long long fresh_rv;
+    uint64_t fresh_status_hash;
     int64_t req;                   /* PUT or GET in flight, 0 when none */
     bool dirty;                    /* look again when req completes */
     unsigned conflicts;
@@ -48,6 +56,7 @@ struct podstatus {
     struct kube_client *kube;
     struct ev_loop *loop;
     podstatus_lookup_fn lookup;
+    podstatus_peek_fn peek;
     void *ud;
     metric *writes;
     slot *buckets[BUCKETS];
@@ -175,8 +184,9 @@ static void free_slot(podstatus *ps, slot *s)
     if (s->req)
         kube_request_cancel(ps->kube, s->req);
     ev_timer_stop(ps->loop, &s->retry);
-    yajl_tree_free(s->desired);
-    yajl_tree_free(s->fresh);
+    packed_clear(&s->desired);
+    packed_clear(&s->fresh);
+    free(s->fresh_uid);
     free(s->key);
     free(s->ns);
     free(s->name);
@@ -232,17 +242,65 @@ static long long rv_number(yajl_val pod)
     return *end ? -1 : n;
 }
 
-/* The newest copy of the pod: the cache's, or fresh when it is newer. */
-static yajl_val base_of(slot *s)
+podstatus_view podstatus_view_of(yajl_val pod)
 {
-    yajl_val cached = s->ps->lookup(s->ps->ud, s->key);
-    if (s->fresh) {
-        const char *cu = str_at(cached, "metadata", "uid");
-        const char *fu = str_at(s->fresh, "metadata", "uid");
-        if (cached && cu && fu && !strcmp(cu, fu) && rv_number(s->fresh) > rv_number(cached))
-            return s->fresh;
-        yajl_tree_free(s->fresh);
-        s->fresh = NULL;
+    return (podstatus_view){
+        .uid = str_at(pod, "metadata", "uid"),
+        .rv = rv_number(pod),
+        .status_hash = json_hash(JSON_HASH_SEED, vk_json_member(pod, "status")),
+    };
+}
+
+static void drop_fresh(slot *s)
+{
+    packed_clear(&s->fresh);
+    free(s->fresh_uid);
+    s->fresh_uid = NULL;
+}
+
+/* Keep pod (the API server's answer) as fresh. */
+static void set_fresh(slot *s, yajl_val pod)
+{
+    podstatus_view v = podstatus_view_of(pod);
+    char *uid = v.uid ? strdup(v.uid) : NULL;
+    if (!uid || packed_set_tree(&s->fresh, pod) < 0) {
+        free(uid); /* without it the cache's copy is the base: a 409 at worst */
+        drop_fresh(s);
+        return;
+    }
+    free(s->fresh_uid);
+    s->fresh_uid = uid;
+    s->fresh_rv = v.rv;
+    s->fresh_status_hash = v.status_hash;
+}
+
+/* The cache's view of the pod; false when it has none. */
+static bool cache_view(slot *s, podstatus_view *v)
+{
+    podstatus *ps = s->ps;
+    if (ps->peek)
+        return ps->peek(ps->ud, s->key, v);
+    yajl_val pod = ps->lookup(ps->ud, s->key);
+    if (!YAJL_IS_OBJECT(pod))
+        return false;
+    *v = podstatus_view_of(pod);
+    return true;
+}
+
+/* The view of the newest copy of the pod: the cache's, or fresh when it
+ * is newer (*from_fresh). false when the cache has no copy. */
+static bool base_view(slot *s, podstatus_view *v, bool *from_fresh)
+{
+    bool cached = cache_view(s, v);
+    *from_fresh = false;
+    if (s->fresh.z) {
+        if (cached && v->uid && s->fresh_uid && !strcmp(v->uid, s->fresh_uid) &&
+            s->fresh_rv > v->rv) {
+            *v = (podstatus_view){s->fresh_uid, s->fresh_rv, s->fresh_status_hash};
+            *from_fresh = true;
+            return true;
+        }
+        drop_fresh(s);
     }
     return cached;
 }
@@ -366,10 +424,9 @@ static void read_done(const struct kube_response *resp, void *ud)
         return;
     if (resp->status == 200) {
         yajl_val pod = vk_json_parse(resp->body, resp->len, NULL, 0);
-        if (pod) {
-            yajl_tree_free(s->fresh);
-            s->fresh = pod;
-        }
+        if (YAJL_IS_OBJECT(pod))
+            set_fresh(s, pod);
+        yajl_tree_free(pod);
     } else if (resp->status == 404) {
         return; /* gone: its DELETED event will forget the slot */
     } else if (!(resp->status >= 200 && resp->status < 300)) {
@@ -406,13 +463,13 @@ static void write_done(const struct kube_response *resp, void *ud)
         s->conflicts = 0;
         backoff_reset(&s->backoff);
         yajl_val pod = vk_json_parse(resp->body, resp->len, NULL, 0);
-        if (pod) {
+        if (YAJL_IS_OBJECT(pod)) {
             s->in_step = true;
             s->in_step_desired = s->writing;
             s->in_step_api = json_hash(JSON_HASH_SEED, vk_json_member(pod, "status"));
-            yajl_tree_free(s->fresh);
-            s->fresh = pod;
+            set_fresh(s, pod);
         }
+        yajl_tree_free(pod);
     } else if (resp->status == 409) {
         count(ps, "conflict");
         if (++s->conflicts <= MAX_QUICK_CONFLICTS) {
@@ -444,31 +501,22 @@ static void write_done(const struct kube_response *resp, void *ud)
     }
 }
 
-static void evaluate(slot *s)
+/* The merge and the write, once the views said the API is not in step:
+ * only here are trees built. pod is the base (borrowed). */
+static void write_status(slot *s, yajl_val pod, uint64_t api_hash)
 {
     podstatus *ps = s->ps;
     char pod_v[LOGVAL_MAX];
-    if (s->req) {
-        s->dirty = true;
-        return;
-    }
-    if (ev_is_active(&s->retry))
-        return; /* backing off; the timer evaluates */
-    yajl_val pod = base_of(s);
-    if (!s->desired || !YAJL_IS_OBJECT(pod) || !s->uid ||
-        strcmp(str_at(pod, "metadata", "uid") ? str_at(pod, "metadata", "uid") : "", s->uid))
-        return;
+    yajl_val desired = packed_tree(&s->desired);
     yajl_val api = vk_json_member(pod, "status");
-    uint64_t api_hash = json_hash(JSON_HASH_SEED, api);
-    if (s->in_step && s->in_step_desired == s->desired_hash && s->in_step_api == api_hash)
-        return;
     uint64_t want;
-    if (merged_hash(s->desired, api, &want) < 0) {
+    if (!desired || merged_hash(desired, api, &want) < 0) {
+        yajl_tree_free(desired);
         retry_later(s);
         return;
     }
     const char *api_phase = vk_json_str(vk_json_member(api, "phase"), NULL);
-    const char *want_phase = vk_json_str(vk_json_member(s->desired, "phase"), NULL);
+    const char *want_phase = vk_json_str(vk_json_member(desired, "phase"), NULL);
     if (want == api_hash || goes_backwards(api_phase, want_phase)) {
         if (want != api_hash)
             vk_debug("pod status not written: it would go backwards", "pod=%s from=%s to=%s",
@@ -476,16 +524,18 @@ static void evaluate(slot *s)
         s->in_step = true;
         s->in_step_desired = s->desired_hash;
         s->in_step_api = api_hash;
+        yajl_tree_free(desired);
         return;
     }
     const char *rv = str_at(pod, "metadata", "resourceVersion");
     if (!rv || !*rv || !strcmp(rv, "0")) {
         failed(s, "pod has no usable resourceVersion", 0, rv ? rv : "");
+        yajl_tree_free(desired);
         return;
     }
     vk_buf path = VK_BUF_INIT, body = VK_BUF_INIT;
     if (vk_buf_printf(&path, "/api/v1/namespaces/%s/pods/%s/status", s->ns, s->name) == 0 &&
-        write_pod(&body, pod, s->desired) == 0) {
+        write_pod(&body, pod, desired) == 0) {
         s->writing = s->desired_hash;
         s->req = kube_request(ps->kube, "PUT", path.data, NULL, body.data, body.len, 0,
                               write_done, s);
@@ -494,11 +544,37 @@ static void evaluate(slot *s)
     }
     vk_buf_free(&path);
     vk_buf_free(&body);
+    yajl_tree_free(desired);
     if (s->req < 0) {
         s->req = 0;
         count(ps, "error");
         retry_later(s);
     }
+}
+
+static void evaluate(slot *s)
+{
+    podstatus *ps = s->ps;
+    if (s->req) {
+        s->dirty = true;
+        return;
+    }
+    if (ev_is_active(&s->retry))
+        return; /* backing off; the timer evaluates */
+    podstatus_view v;
+    bool from_fresh;
+    if (!base_view(s, &v, &from_fresh) || !s->desired.z || !s->uid ||
+        strcmp(v.uid ? v.uid : "", s->uid))
+        return;
+    if (s->in_step && s->in_step_desired == s->desired_hash && s->in_step_api == v.status_hash)
+        return;
+    yajl_val fresh = from_fresh ? packed_tree(&s->fresh) : NULL;
+    yajl_val pod = from_fresh ? fresh : ps->lookup(ps->ud, s->key);
+    if (YAJL_IS_OBJECT(pod))
+        write_status(s, pod, v.status_hash);
+    else
+        retry_later(s); /* memory ran out building the tree */
+    yajl_tree_free(fresh);
 }
 
 /* ---- public -------------------------------------------------------------------------- */
@@ -511,6 +587,7 @@ podstatus *podstatus_new(const podstatus_config *cfg)
     ps->kube = cfg->kube;
     ps->loop = kube_client_loop(cfg->kube);
     ps->lookup = cfg->lookup;
+    ps->peek = cfg->peek;
     ps->ud = cfg->ud;
     if (cfg->metrics)
         ps->writes = metrics_counter(cfg->metrics, "status_writes_total",
@@ -554,9 +631,12 @@ int podstatus_set(podstatus *ps, const char *key, const char *uid, yajl_val stat
         s->uid = u;
         s->in_step = false;
     }
-    yajl_tree_free(s->desired);
-    s->desired = status;
-    s->desired_hash = json_hash(JSON_HASH_SEED, status);
+    uint64_t h = json_hash(JSON_HASH_SEED, status);
+    int rc = packed_set_tree(&s->desired, status);
+    yajl_tree_free(status);
+    if (rc < 0)
+        return -1;
+    s->desired_hash = h;
     evaluate(s);
     return 0;
 }
@@ -666,4 +746,147 @@ yajl_val podstatus_lost(yajl_val pod, const char *message)
     yajl_val v = status_tree(&st);
     free(cs);
     return v;
+}
+
+/* ---- packed JSON ------------------------------------------------------------------ */
+
+/* Raw deflate (no header or checksum: the sizes are kept beside it) with a
+ * 4 KB window, which covers a pod, and zlib's fastest level: a pod deflates
+ * to ~35 % of its bytes either way, and is packed on every watch event. */
+#define PACK_WINDOW_BITS 12
+#define PACK_MEM_LEVEL 6
+
+int packed_set(packed_json *pk, const char *json, size_t len)
+{
+    if (len > UINT32_MAX)
+        return -1;
+    z_stream z = {0};
+    if (deflateInit2(&z, Z_BEST_SPEED, Z_DEFLATED, -PACK_WINDOW_BITS, PACK_MEM_LEVEL,
+                     Z_DEFAULT_STRATEGY) != Z_OK)
+        return -1;
+    uLong bound = deflateBound(&z, (uLong)len);
+    unsigned char *out = malloc(bound);
+    int rc = -1;
+    if (out) {
+        z.next_in = (Bytef *)json;
+        z.avail_in = (uInt)len;
+        z.next_out = out;
+        z.avail_out = (uInt)bound;
+        rc = deflate(&z, Z_FINISH) == Z_STREAM_END ? 0 : -1;
+    }
+    deflateEnd(&z);
+    /* Exactly sized: the bound is larger than the result, and these stay
+     * for the pod's lifetime. */
+    unsigned char *fit = rc == 0 ? malloc(z.total_out ? z.total_out : 1) : NULL;
+    if (fit) {
+        memcpy(fit, out, z.total_out);
+        packed_clear(pk);
+        pk->z = fit;
+        pk->zlen = (uint32_t)z.total_out;
+        pk->len = (uint32_t)len;
+    }
+    if (out)
+        explicit_bzero(out, bound);
+    free(out);
+    return fit ? 0 : -1;
+}
+
+/* v as JSON; a Pod's metadata without managedFields. */
+static int write_packable(vk_buf *out, yajl_val v)
+{
+    vk_json_writer w;
+    vk_jw_begin(&w, out);
+    yajl_val md = vk_json_member(v, "metadata");
+    if (!YAJL_IS_OBJECT(md) || !vk_json_member(md, "managedFields")) {
+        vk_jw_tree(&w, v);
+        return vk_jw_end(&w);
+    }
+    vk_jw_map_open(&w);
+    for (size_t i = 0; i < v->u.object.len; i++) {
+        vk_jw_str(&w, v->u.object.keys[i]);
+        if (v->u.object.values[i] != md) {
+            vk_jw_tree(&w, v->u.object.values[i]);
+            continue;
+        }
+        vk_jw_map_open(&w);
+        for (size_t j = 0; j < md->u.object.len; j++) {
+            if (!strcmp(md->u.object.keys[j], "managedFields"))
+                continue;
+            vk_jw_str(&w, md->u.object.keys[j]);
+            vk_jw_tree(&w, md->u.object.values[j]);
+        }
+        vk_jw_map_close(&w);
+    }
+    vk_jw_map_close(&w);
+    return vk_jw_end(&w);
+}
+
+int packed_set_tree(packed_json *pk, yajl_val v)
+{
+    vk_buf b = VK_BUF_INIT;
+    int rc = write_packable(&b, v) == 0 ? packed_set(pk, b.data, b.len) : -1;
+    vk_buf_free(&b);
+    return rc;
+}
+
+int packed_copy(packed_json *dst, const packed_json *src)
+{
+    unsigned char *z = src->z ? malloc(src->zlen ? src->zlen : 1) : NULL;
+    if (src->z && !z)
+        return -1;
+    if (z)
+        memcpy(z, src->z, src->zlen);
+    packed_clear(dst);
+    *dst = (packed_json){z, z ? src->zlen : 0, z ? src->len : 0};
+    return 0;
+}
+
+int packed_get(const packed_json *pk, vk_buf *out)
+{
+    if (!pk->z)
+        return -1;
+    size_t start = out->len;
+    z_stream z = {0};
+    if (inflateInit2(&z, -PACK_WINDOW_BITS) != Z_OK)
+        return -1;
+    z.next_in = pk->z;
+    z.avail_in = pk->zlen;
+    unsigned char chunk[4096];
+    int zr = Z_OK, rc = 0;
+    while (rc == 0 && zr == Z_OK) {
+        z.next_out = chunk;
+        z.avail_out = sizeof chunk;
+        zr = inflate(&z, Z_NO_FLUSH);
+        if ((zr != Z_OK && zr != Z_STREAM_END) ||
+            vk_buf_append(out, chunk, sizeof chunk - z.avail_out) < 0)
+            rc = -1;
+    }
+    explicit_bzero(chunk, sizeof chunk);
+    if (rc == 0 && z.total_out != pk->len)
+        rc = -1;
+    inflateEnd(&z);
+    if (rc < 0 && out->data) {
+        explicit_bzero(out->data + start, out->len - start);
+        out->len = start;
+        out->data[start] = '\0';
+    }
+    return rc;
+}
+
+yajl_val packed_tree(const packed_json *pk)
+{
+    vk_buf b = VK_BUF_INIT;
+    yajl_val v = packed_get(pk, &b) == 0 ? vk_json_parse(b.data, b.len, NULL, 0) : NULL;
+    if (b.data)
+        explicit_bzero(b.data, b.len);
+    vk_buf_free(&b);
+    return v;
+}
+
+void packed_clear(packed_json *pk)
+{
+    if (pk->z)
+        explicit_bzero(pk->z, pk->zlen);
+    free(pk->z);
+    *pk = (packed_json){NULL, 0, 0};
 }
