@@ -6,7 +6,10 @@
  * are fetched through the core when a pull is needed, the credentials
  * matching the image's registry (pullcreds.c) are tried in turn, most
  * specific first, and an image no credential matches is pulled
- * anonymously. A secret the core cannot give is warned about and skipped. */
+ * anonymously. A secret the core cannot give is warned about and skipped.
+ * The pod's events are the kubelet's: Pulling, then Pulled (how long it
+ * took), or Pulled "already present on machine" when no pull was needed;
+ * the failure's Warning is the caller's, with the reason returned. */
 #include "cri.h"
 
 #include <stdio.h>
@@ -74,6 +77,14 @@ static int pull(const char *image, const pull_cred *cred, char *err, size_t errl
     return 0;
 }
 
+/* A Normal event of the pod; none for the sandbox image, pulled at start
+ * for no pod. */
+static void event(const cri_pod *p, const char *reason, const char *msg)
+{
+    if (p->name && p->name[0])
+        vk_core_emit_event(provider, p->ns, p->name, p->uid, "Normal", reason, msg);
+}
+
 /* The credentials of the pod's imagePullSecrets. */
 static void keyring_from_pod(const cri_pod *p, pull_keyring *ring)
 {
@@ -115,8 +126,12 @@ int images_ensure(const cri_pod *p, const vk_container *c, char *reason, size_t 
     }
     if (strcmp(policy, "Always") != 0) {
         int present = image_present(image, err, sizeof err);
-        if (present > 0)
+        if (present > 0) {
+            snprintf(msg, mlen, "Container image \"%s\" already present on machine", image);
+            event(p, "Pulled", msg);
+            msg[0] = '\0';
             return 0;
+        }
         if (present == 0 && strcmp(policy, "Never") == 0) {
             snprintf(reason, rlen, "ErrImageNeverPull");
             snprintf(msg, mlen, "Container image \"%s\" is not present with pull policy of Never",
@@ -125,6 +140,10 @@ int images_ensure(const cri_pod *p, const vk_container *c, char *reason, size_t 
         }
     }
     vk_info("pulling image", "pod=%s/%s image=%s", p->ns, p->name, image);
+    snprintf(msg, mlen, "Pulling image \"%s\"", image);
+    event(p, "Pulling", msg);
+    msg[0] = '\0';
+    int64_t start = cri_now_ns();
     pull_keyring ring = {0};
     const pull_cred *creds[MAX_TRIES];
     keyring_from_pod(p, &ring);
@@ -138,8 +157,9 @@ int images_ensure(const cri_pod *p, const vk_container *c, char *reason, size_t 
         snprintf(msg, mlen, "failed to pull image \"%s\": %s", image, err);
         return -1;
     }
-    snprintf(msg, mlen, "Successfully pulled image \"%s\"", image);
-    vk_core_emit_event(provider, p->ns, p->name, p->uid, "Normal", "Pulled", msg);
+    snprintf(msg, mlen, "Successfully pulled image \"%s\" in %.3fs", image,
+             (double)(cri_now_ns() - start) / 1e9);
+    event(p, "Pulled", msg);
     msg[0] = '\0';
     return 0;
 }

@@ -7,8 +7,11 @@
  * dot-separated labels, each label matches as a glob ("*.example.com"), the
  * ports are equal and the key's path is a prefix of the image's. Keys are
  * tried most specific first (reverse lexical order, so "quay.io/team"
- * before "quay.io"). An image with no registry of its own ("busybox",
- * "library/busybox", "docker.io/...") falls back to Docker Hub's entry.
+ * before "quay.io"). An image is looked up as the kubelet does, by its
+ * normalised repository without tag or digest ("busybox:1" is
+ * "docker.io/library/busybox", so an entry for "docker.io" matches it); one
+ * that no key matches falls back to Docker Hub's entry when it is Docker
+ * Hub's ("docker.io/...": not "localhost/x" nor "host:5000/x").
  */
 #include "cri.h"
 
@@ -158,23 +161,43 @@ int keyring_add_secret(pull_keyring *k, const char *secret_json, size_t len)
 /* ---- matching ------------------------------------------------------------------------ */
 
 typedef struct url_parts {
-    char host[256];     /* without the port */
-    char port[8];
+    char host[256];     /* without the port, nor an IPv6 address's brackets */
+    char port[16];
     const char *path;   /* from the first '/', "" when none */
 } url_parts;
 
+/* "host[:port][/path]" or "[v6][:port][/path]". */
 static int split(const char *s, url_parts *u)
 {
     size_t hp = strcspn(s, "/");
-    if (!hp || hp >= sizeof u->host)
+    const char *host = s, *port = NULL;
+    size_t hl = hp, pl = 0;
+    if (!hp)
         return -1;
-    snprintf(u->host, sizeof u->host, "%.*s", (int)hp, s);
-    char *colon = strrchr(u->host, ':');
-    u->port[0] = '\0';
-    if (colon) {
-        snprintf(u->port, sizeof u->port, "%s", colon + 1);
-        *colon = '\0';
+    if (s[0] == '[') {
+        const char *end = memchr(s, ']', hp);
+        if (!end)
+            return -1;
+        host = s + 1;
+        hl = (size_t)(end - host);
+        if (end + 1 < s + hp) {
+            if (end[1] != ':')
+                return -1;
+            port = end + 2;
+        }
+    } else {
+        const char *colon = memchr(s, ':', hp);
+        if (colon) {
+            hl = (size_t)(colon - s);
+            port = colon + 1;
+        }
     }
+    if (port)
+        pl = (size_t)(s + hp - port);
+    if (!hl || hl >= sizeof u->host || pl >= sizeof u->port)
+        return -1;
+    snprintf(u->host, sizeof u->host, "%.*s", (int)hl, host);
+    snprintf(u->port, sizeof u->port, "%.*s", (int)pl, port ? port : "");
     u->path = s + hp;
     return 0;
 }
@@ -211,18 +234,63 @@ static bool key_matches(const char *key, const char *image)
     return strncmp(t.path, g.path, strlen(g.path)) == 0;
 }
 
-/* An image without a registry of its own is Docker Hub's: the first part
- * names a registry only with a '.' or a ':' in it. */
-static bool docker_hub(const char *image)
+/* The repository the kubelet looks credentials up for: docker's
+ * ParseNormalizedNamed, tag and digest dropped. "busybox:1.36" is
+ * "docker.io/library/busybox", "index.docker.io/a/b" "docker.io/a/b"; the
+ * first part names a registry only with a '.' or a ':' in it, or as
+ * "localhost", or with an upper-case letter. malloc'd, NULL without memory. */
+static char *repository(const char *image)
 {
+    size_t n = strcspn(image, "@");
+    const char *last = NULL;
+    for (size_t i = 0; i < n; i++)
+        if (image[i] == '/')
+            last = image + i;
+    const char *from = last ? last : image;
+    const char *tag = memchr(from, ':', n - (size_t)(from - image));
+    if (tag)
+        n = (size_t)(tag - image);
     size_t first = strcspn(image, "/");
+    const char *domain = "docker.io", *rest = image;
+    size_t dlen = 9, rlen = n;
+    if (first < n) {
+        bool registry = first == 9 && strncmp(image, "localhost", 9) == 0;
+        for (size_t i = 0; i < first; i++)
+            registry |= image[i] == '.' || image[i] == ':' || (image[i] >= 'A' && image[i] <= 'Z');
+        if (registry) {
+            domain = image;
+            dlen = first;
+            rest = image + first + 1;
+            rlen = n - first - 1;
+        }
+    }
+    if (dlen == 15 && strncmp(domain, "index.docker.io", 15) == 0) {
+        domain = "docker.io";
+        dlen = 9;
+    }
+    bool library = dlen == 9 && strncmp(domain, "docker.io", 9) == 0 && !memchr(rest, '/', rlen);
+    size_t len = dlen + rlen + 10;
+    char *repo = malloc(len);
+    if (repo)
+        snprintf(repo, len, "%.*s/%s%.*s", (int)dlen, domain, library ? "library/" : "",
+                 (int)rlen, rest);
+    return repo;
+}
+
+/* isDefaultRegistryMatch of the kubelet, for a normalised repository. */
+static bool docker_hub(const char *repo)
+{
+    size_t first = strcspn(repo, "/");
     if (!first)
         return false;
-    if (!image[first])
+    if (!repo[first])
         return true;
-    if (strncmp(image, "docker.io/", 10) == 0 || strncmp(image, "index.docker.io/", 16) == 0)
+    if ((first == 9 && strncmp(repo, "docker.io", 9) == 0) ||
+        (first == 15 && strncmp(repo, "index.docker.io", 15) == 0))
         return true;
-    return memchr(image, '.', first) == NULL && memchr(image, ':', first) == NULL;
+    if (first == 9 && strncmp(repo, "localhost", 9) == 0)
+        return false;
+    return memchr(repo, '.', first) == NULL && memchr(repo, ':', first) == NULL;
 }
 
 /* Most specific key first; entries of one key in the order they came. */
@@ -236,13 +304,17 @@ static int by_key_desc(const void *a, const void *b)
 size_t keyring_lookup(const pull_keyring *k, const char *image, const pull_cred **out,
                       size_t max)
 {
+    char *repo = repository(image);
     size_t n = 0;
+    if (!repo)
+        return 0;
     for (size_t i = 0; i < k->n && n < max; i++)
-        if (key_matches(k->items[i].key, image))
+        if (key_matches(k->items[i].key, repo))
             out[n++] = &k->items[i];
-    for (size_t i = 0; !n && i < k->n && n < max; i++)
-        if (docker_hub(image) && strcmp(k->items[i].key, DEFAULT_REGISTRY) == 0)
+    for (size_t i = 0; !n && docker_hub(repo) && i < k->n && n < max; i++)
+        if (strcmp(k->items[i].key, DEFAULT_REGISTRY) == 0)
             out[n++] = &k->items[i];
+    free(repo);
     qsort(out, n, sizeof *out, by_key_desc);
     return n;
 }

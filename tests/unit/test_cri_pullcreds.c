@@ -141,6 +141,67 @@ START_TEST(secrets)
 }
 END_TEST
 
+/* The image is looked up by its normalised repository, as the kubelet
+ * does: an entry for "docker.io" is Docker Hub's too, Docker Hub's entry
+ * goes to no other registry, and a tag or digest takes no part. */
+START_TEST(normalised)
+{
+    pull_keyring k = {0};
+    const char *cfg =
+        "{\"auths\":{"
+        "\"https://index.docker.io/v1/\":{\"username\":\"hub\",\"password\":\"h\"},"
+        "\"127.0.0.1:5000\":{\"username\":\"local\",\"password\":\"l\"},"
+        "\"http://127.0.0.1:5001/v2/\":{\"username\":\"plain\",\"password\":\"p\"},"
+        "\"[::1]:5000\":{\"username\":\"v6\",\"password\":\"6\"},"
+        "\"r.example.com/team/app\":{\"username\":\"app\",\"password\":\"a\"}"
+        "}}";
+    const char *dockerio = "{\"auths\":{\"docker.io\":{\"username\":\"dio\",\"password\":\"d\"}}}";
+    static const struct {
+        const char *image, *users;
+    } cases[] = {
+        {"busybox", "hub"},
+        {"localhost/busybox", ""},
+        {"localhost:5000/busybox", ""},
+        {"Registry/busybox", "hub"},    /* isDefaultRegistryMatch's own rule */
+        {"127.0.0.1:5000/vkc/busybox:pull-1", "local"},
+        {"127.0.0.1:5000/vkc/busybox@sha256:0123", "local"},
+        {"127.0.0.1:5001/vkc/busybox:1", "plain"},
+        {"127.0.0.1/vkc/busybox", ""},
+        {"[::1]:5000/busybox:1", "v6"},
+        {"[::1]/busybox", ""},
+        {"r.example.com/team/app:v1", "app"},
+        {"r.example.com/team/app@sha256:0123", "app"},
+        {"r.example.com/team/ap:p", ""},
+        {"r.example.com/team", ""},
+    };
+    ck_assert_int_eq(keyring_add_config(&k, cfg, strlen(cfg), false), 0);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const pull_cred *out[4];
+        char got[64] = "";
+        size_t n = keyring_lookup(&k, cases[i].image, out, 4);
+        for (size_t j = 0; j < n; j++)
+            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%s", j ? "," : "",
+                     out[j]->username);
+        ck_assert_msg(strcmp(got, cases[i].users) == 0, "%s: chose '%s', want '%s'",
+                      cases[i].image, got, cases[i].users);
+    }
+    /* "docker.io" (kubectl create secret docker-registry --docker-server
+     * docker.io) matches Docker Hub's images however they are named, and
+     * before the fallback to index.docker.io's entry. */
+    ck_assert_int_eq(keyring_add_config(&k, dockerio, strlen(dockerio), false), 0);
+    static const char *hub[] = {"busybox", "busybox:1.36", "library/busybox",
+                                "someone/tool@sha256:00", "docker.io/busybox",
+                                "index.docker.io/library/busybox"};
+    for (size_t i = 0; i < sizeof hub / sizeof *hub; i++) {
+        const pull_cred *out[4];
+        size_t n = keyring_lookup(&k, hub[i], out, 4);
+        ck_assert_msg(n == 1 && strcmp(out[0]->username, "dio") == 0, "%s: %zu credentials, %s",
+                      hub[i], n, n ? out[0]->username : "none");
+    }
+    keyring_free(&k);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("cri pull credentials");
@@ -151,6 +212,7 @@ int main(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("secrets");
     tcase_add_test(tc, secrets);
+    tcase_add_test(tc, normalised);
     suite_add_tcase(s, tc);
     SRunner *r = srunner_create(s);
     srunner_run_all(r, CK_NORMAL);
