@@ -13,6 +13,7 @@
 #include "tokens.h"
 
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -194,6 +195,17 @@ static void emit_event(vk_scall *call, void *ud)
         (strcmp(req->type, "Normal") != 0 && strcmp(req->type, "Warning") != 0)) {
         answer(cs, call, method, VK_INVALID_ARGUMENT,
                "pod namespace and name, a reason and type Normal or Warning are required", NULL);
+        protobuf_c_message_free_unpacked(m, NULL);
+        return;
+    }
+    /* A provider speaks only of the node's pods, as the Node authorizer
+     * lets a kubelet create events only about its own: otherwise a
+     * compromised provider could write events on any pod of the cluster. */
+    if (!refs_pod_known(cs->refs, pod->uid, pod->namespace_, pod->name)) {
+        char ns_v[LOGVAL_MAX], pod_v[LOGVAL_MAX], msg[2 * LOGVAL_MAX + 64];
+        snprintf(msg, sizeof msg, "pod %s/%s is not on this node",
+                 logval(ns_v, sizeof ns_v, pod->namespace_), logval(pod_v, sizeof pod_v, pod->name));
+        answer(cs, call, method, VK_PERMISSION_DENIED, msg, NULL);
         protobuf_c_message_free_unpacked(m, NULL);
         return;
     }

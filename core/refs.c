@@ -246,6 +246,17 @@ bool refs_pod_has(refs *r, const char *uid, const char *ns, const char *name,
     return found;
 }
 
+bool refs_pod_known(refs *r, const char *uid, const char *ns, const char *name)
+{
+    bool found = false;
+    pthread_mutex_lock(&r->lock);
+    for (pod *p = r->pods; p && !found; p = p->next)
+        found = (!*uid || strcmp(p->uid, uid) == 0) && strcmp(p->ns, ns) == 0 &&
+                strcmp(p->name, name) == 0;
+    pthread_mutex_unlock(&r->lock);
+    return found;
+}
+
 void refs_free(refs *r)
 {
     if (!r)

@@ -49,6 +49,10 @@ bool refs_allowed(refs *r, enum ref_kind kind, const char *ns, const char *name)
 bool refs_pod_has(refs *r, const char *uid, const char *ns, const char *pod,
                   enum ref_kind kind, const char *name);
 
+/* True when the pod ns/pod is on the node (as uid, when uid is not
+ * empty): a provider may only speak of the node's pods. */
+bool refs_pod_known(refs *r, const char *uid, const char *ns, const char *pod);
+
 /* "secret", "configmap", "serviceaccount": for messages. */
 const char *ref_kind_name(enum ref_kind kind);
 
