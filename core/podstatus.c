@@ -338,19 +338,76 @@ static bool has_condition(yajl_val conds, const char *type)
     return false;
 }
 
-/* desired, with what the API has that it does not set: conditions of
- * other types and qosClass. */
+static yajl_val find_named(yajl_val list, const char *name)
+{
+    for (size_t i = 0; YAJL_IS_ARRAY(list) && i < list->u.array.len; i++)
+        if (!strcmp(vk_json_str(vk_json_member(list->u.array.values[i], "name"), ""), name))
+            return list->u.array.values[i];
+    return NULL;
+}
+
+/* The restart count the API should show for the provider's container
+ * status want, given the API's status of the same container. A provider
+ * that lost its pods (it crashed, or its back end did) runs them again from
+ * a count of 0; the containers did restart, so, as the kubelet does, count
+ * on from the API's number: one more when the container changed (a new,
+ * known containerID), never less than the API already shows. */
+static long long restart_count(yajl_val want, yajl_val api)
+{
+    long long n = vk_json_int(vk_json_member(want, "restartCount"), 0);
+    if (!api)
+        return n;
+    long long had = vk_json_int(vk_json_member(api, "restartCount"), 0);
+    const char *id = vk_json_str(vk_json_member(want, "containerID"), "");
+    const char *had_id = vk_json_str(vk_json_member(api, "containerID"), "");
+    if (*id && *had_id && strcmp(id, had_id) != 0)
+        had++;
+    return n > had ? n : had;
+}
+
+static void write_container_statuses(vk_json_writer *w, yajl_val want, yajl_val api)
+{
+    vk_jw_array_open(w);
+    for (size_t i = 0; YAJL_IS_ARRAY(want) && i < want->u.array.len; i++) {
+        yajl_val c = want->u.array.values[i];
+        if (!YAJL_IS_OBJECT(c)) {
+            vk_jw_tree(w, c);
+            continue;
+        }
+        yajl_val had = find_named(api, vk_json_str(vk_json_member(c, "name"), ""));
+        vk_jw_map_open(w);
+        for (size_t k = 0; k < c->u.object.len; k++) {
+            if (!strcmp(c->u.object.keys[k], "restartCount"))
+                continue;
+            vk_jw_str(w, c->u.object.keys[k]);
+            vk_jw_tree(w, c->u.object.values[k]);
+        }
+        vk_jw_kv_int(w, "restartCount", restart_count(c, had));
+        vk_jw_map_close(w);
+    }
+    vk_jw_array_close(w);
+}
+
+/* desired, with what the API has that it does not set (conditions of
+ * other types, qosClass), the first startTime the API recorded (the
+ * kubelet's: set once, when the pod was first acknowledged, so a provider
+ * that starts the pod again does not move it), and restart counts that
+ * survive the provider losing its pods. */
 static void write_merged(vk_json_writer *w, yajl_val desired, yajl_val api)
 {
     yajl_val want_conds = vk_json_member(desired, "conditions");
     yajl_val api_conds = vk_json_member(api, "conditions");
+    bool api_started = vk_json_member(api, "startTime") != NULL;
     vk_jw_map_open(w);
     for (size_t i = 0; YAJL_IS_OBJECT(desired) && i < desired->u.object.len; i++) {
         const char *k = desired->u.object.keys[i];
-        if (!strcmp(k, "conditions"))
+        if (!strcmp(k, "conditions") || (!strcmp(k, "startTime") && api_started))
             continue;
         vk_jw_str(w, k);
-        vk_jw_tree(w, desired->u.object.values[i]);
+        if (!strcmp(k, "containerStatuses") || !strcmp(k, "initContainerStatuses"))
+            write_container_statuses(w, desired->u.object.values[i], vk_json_member(api, k));
+        else
+            vk_jw_tree(w, desired->u.object.values[i]);
     }
     vk_jw_str(w, "conditions");
     vk_jw_array_open(w);
@@ -366,7 +423,7 @@ static void write_merged(vk_json_writer *w, yajl_val desired, yajl_val api)
     static const char *const kept[] = {"qosClass", "startTime"};
     for (size_t i = 0; i < sizeof kept / sizeof kept[0]; i++) {
         yajl_val v = vk_json_member(api, kept[i]);
-        if (v && !vk_json_member(desired, kept[i])) {
+        if (v && (!vk_json_member(desired, kept[i]) || !strcmp(kept[i], "startTime"))) {
             vk_jw_str(w, kept[i]);
             vk_jw_tree(w, v);
         }

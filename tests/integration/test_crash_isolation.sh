@@ -187,10 +187,13 @@ api = json.load(open(sys.argv[1]))["items"]
 prov = json.load(open(sys.argv[2]))["items"]
 def key(p):
     return p["metadata"]["namespace"] + "/" + p["metadata"]["name"]
+# restartCount is not compared: a restarted provider counts from 0 again,
+# while the API counts on (core/podstatus.c, restart_count); the
+# containerID pins the container itself.
 def status(p):
     s = p.get("status", {})
     return (s.get("phase"), s.get("podIP"),
-            tuple(sorted((c["name"], c.get("ready"), c.get("restartCount"))
+            tuple(sorted((c["name"], c.get("ready"), c.get("containerID"))
                          for c in s.get("containerStatuses", []))))
 problems = []
 counts = collections.Counter((key(p), p["metadata"]["uid"]) for p in prov)

@@ -390,7 +390,7 @@ $(head -n 10 <<<"$flaps")"
 newuids=$(awk '{print $2}' "$dir/watch3" | sort -u | grep -vxF -f <(awk '{print $2}' "$dir/uids3") || true)
 [ -z "$newuids" ] || fail "new pod uids appeared across the core restart: $newuids"
 alive "core restart"
-changed=$(/usr/bin/python3 - "$dir/api3.before.json" "$dir/api.json" <<'EOF'
+changed=$(/usr/bin/python3 - "$dir/api3.before.json" "$dir/api.json" 2>"$dir/changed.err" <<'EOF'
 import json, sys
 b = {p["metadata"]["uid"]: p["status"] for p in json.load(open(sys.argv[1]))["items"]}
 a = {p["metadata"]["uid"]: p["status"] for p in json.load(open(sys.argv[2]))["items"]}
@@ -405,9 +405,17 @@ for u in b:
     n["startTime"] += b[u].get("startTime") != a[u].get("startTime")
     for f in ("containerID", "startedAt", "restartCount"):
         n[f] += cs(b[u], f) != cs(a[u], f)
+    # The kubelet's rules, which vkc keeps (core/podstatus.c): startTime is
+    # set once; a container that was run again counts a restart.
+    if b[u].get("startTime") != a[u].get("startTime"):
+        print("BAD: startTime of %s moved" % u, file=sys.stderr)
+    if cs(b[u], "containerID") != cs(a[u], "containerID") and \
+            (cs(a[u], "restartCount") or 0) <= (cs(b[u], "restartCount") or 0):
+        print("BAD: %s runs a new container but its restartCount stayed" % u, file=sys.stderr)
 print(", ".join("%s %d" % kv for kv in n.items()))
 EOF
 )
+! grep -q '^BAD' "$dir/changed.err" || fail "$(cat "$dir/changed.err")"
 echo "RESULT core-sigkill: provider died ${pdeath} s after the core (PDEATHSIG); core restarted 3 s later, pods recreated in the new provider, 20/20 same uids, $(wc -l <"$dir/watch3") API updates seen, all Running+ready; changed in the API (of 20): ${changed}; converged ${conv3} s after the kill; lease renewed ${lease3} s after the kill"
 
 # ---- 4. the provider dies mid-exec ---------------------------------------------------
