@@ -26,7 +26,7 @@
 
 #include <zlib.h>
 
-#define BUCKETS 256
+#define BUCKETS 1024 /* slots, one per pod: chains of ~10 at 10k pods */
 #define RETRY_INITIAL_S 0.5
 #define RETRY_MAX_S 30.0
 /* Conflicts in a row answered by an immediate re-read; beyond, back off. */

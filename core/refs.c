@@ -13,6 +13,7 @@
 #include <string.h>
 
 #define BUCKETS 256
+#define POD_BUCKETS 1024
 
 typedef struct object {
     struct object *next;
@@ -31,7 +32,7 @@ typedef struct pod {
 struct refs {
     pthread_mutex_t lock;
     object *buckets[BUCKETS];
-    pod *pods;
+    pod *pods[POD_BUCKETS]; /* by uid: a node may hold thousands */
     void (*on_drop)(void *ud, const char *uid);
     void *on_drop_ud;
 };
@@ -119,7 +120,10 @@ static void release_all(refs *r, object **objects, size_t n)
 
 static pod **find_pod(refs *r, const char *uid)
 {
-    pod **at = &r->pods;
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const char *c = uid; *c; c++)
+        h = (h ^ (unsigned char)*c) * 16777619u;
+    pod **at = &r->pods[h % POD_BUCKETS];
     while (*at && strcmp((*at)->uid, uid) != 0)
         at = &(*at)->next;
     return at;
@@ -250,9 +254,14 @@ bool refs_pod_known(refs *r, const char *uid, const char *ns, const char *name)
 {
     bool found = false;
     pthread_mutex_lock(&r->lock);
-    for (pod *p = r->pods; p && !found; p = p->next)
-        found = (!*uid || strcmp(p->uid, uid) == 0) && strcmp(p->ns, ns) == 0 &&
-                strcmp(p->name, name) == 0;
+    if (*uid) {
+        pod *p = *find_pod(r, uid);
+        found = p && strcmp(p->ns, ns) == 0 && strcmp(p->name, name) == 0;
+    }
+    /* Without a uid, by name: rare (the SDK always sends it). */
+    for (size_t b = 0; !*uid && b < POD_BUCKETS && !found; b++)
+        for (pod *p = r->pods[b]; p && !found; p = p->next)
+            found = strcmp(p->ns, ns) == 0 && strcmp(p->name, name) == 0;
     pthread_mutex_unlock(&r->lock);
     return found;
 }
@@ -261,10 +270,12 @@ void refs_free(refs *r)
 {
     if (!r)
         return;
-    while (r->pods) {
-        pod *p = r->pods;
-        r->pods = p->next;
-        free_pod(r, p);
+    for (size_t b = 0; b < POD_BUCKETS; b++) {
+        while (r->pods[b]) {
+            pod *p = r->pods[b];
+            r->pods[b] = p->next;
+            free_pod(r, p);
+        }
     }
     pthread_mutex_destroy(&r->lock);
     free(r);
