@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define MAX_WORDS 64
 #define ATTACH_POLL_MS 200 /* how soon an attach notices its container exit */
@@ -190,13 +191,17 @@ static int cmd_sleep(session *s, const char *arg, int *code)
         int64_t left = (until - mock_now_ns() + NS_PER_MS - 1) / NS_PER_MS;
         if (left <= 0)
             break;
-        /* Reading is the sleep: it returns early once the user is gone. */
-        int rc = fill(s, (int)left);
-        if (rc < 0)
+        /* Type-ahead stays for the shell, as a terminal keeps it, and
+         * nothing more can be read until the shell takes it: just wait. */
+        if (s->pending_at < s->pending.len) {
+            struct timespec ts = {left / 1000, (left % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        /* Otherwise reading is the sleep: it returns early once the user
+         * is gone, and takes resizes meanwhile. */
+        if (fill(s, (int)left) < 0)
             return -1;
-        if (rc > 0 && s->req->tty && echo_pending(s) < 0)
-            return -1;
-        s->pending_at = s->pending.len;
     }
     *code = 0;
     return 0;
