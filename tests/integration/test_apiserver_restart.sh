@@ -9,30 +9,24 @@
 set -euo pipefail
 
 build=${1:-build}
+# shellcheck source=tests/integration/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 dir=$(mktemp -d /tmp/vkc-restart.XXXXXX)
 core=
 
 cleanup() {
-    [ -n "$core" ] && kill -TERM "$core" 2>/dev/null && wait "$core" 2>/dev/null
+    lib_stop "$core"
     tests/cluster/down.sh "$dir/cluster" >/dev/null 2>&1 || true
     rm -rf "$dir"
 }
 trap cleanup EXIT
 
-fail() {
-    echo "FAIL: $*"
-    echo "--- core log (tail)"
-    tail -n 40 "$dir/core.log" 2>/dev/null || true
-    exit 1
-}
+fail() { echo "FAIL: $*"; lib_core_log "$dir/core.log"; exit 1; }
 
 # A cluster of its own: this test stops its API server.
-VKC_K8S_BIN=$(tests/cluster/build.sh) tests/cluster/up.sh "$dir/cluster" >"$dir/up.log" 2>&1 ||
-    { tail -n 20 "$dir/up.log"; fail "cannot start the cluster"; }
-# shellcheck disable=SC1091
-. "$dir/cluster/env"
-k=("$VKC_KUBECTL" --kubeconfig "$VKC_ADMIN_KUBECONFIG")
-port=$((20000 + $$ % 10000))
+lib_start_cluster "$dir/cluster" "$dir/up.log"
+lib_kubectl 0
+port=$(lib_free_port)
 
 "$build/bin/vkc-core" --nodename "$VKC_NODE_NAME" --kubeconfig "$VKC_NODE_KUBECONFIG" \
     --socket-dir "$dir/run" --listen-port "$port" --node-ip 127.0.0.1 \
@@ -40,54 +34,47 @@ port=$((20000 + $$ % 10000))
     --client-ca-file "$VKC_CA_CERT" \
     --provider-cmd "$build/bin/vkc-provider-mock" 2>"$dir/core.log" &
 core=$!
-# kubectl wait fails at once on a Node that does not exist yet.
-for _ in $(seq 1 120); do "${k[@]}" get node "$VKC_NODE_NAME" >/dev/null 2>&1 && break; sleep 0.5; done
-"${k[@]}" wait --for=condition=Ready "node/$VKC_NODE_NAME" --timeout=60s >/dev/null ||
-    fail "the node never became Ready"
+lib_wait_node_ready "$VKC_NODE_NAME" "$core" 120
 
 # Through the scheduler, as users deploy: the Deployment tolerates the taint.
-"${k[@]}" apply -f contrib/demo-deployment.json >/dev/null
-"${k[@]}" rollout status deployment/demo --timeout=120s >/dev/null || fail "the Deployment did not roll out"
-before=$("${k[@]}" get pods -l app=demo -o jsonpath='{range .items[*]}{.metadata.uid}{"\n"}{end}' | sort)
+"${K[@]}" apply -f contrib/demo-deployment.json >/dev/null
+"${K[@]}" rollout status deployment/demo --timeout=120s >/dev/null || fail "the Deployment did not roll out"
+before=$("${K[@]}" get pods -l app=demo -o jsonpath='{range .items[*]}{.metadata.uid}{"\n"}{end}' | sort)
 [ "$(wc -l <<<"$before")" -eq 3 ] || fail "expected 3 pods, got: $before"
-lease_before=$("${k[@]}" -n kube-node-lease get lease "$VKC_NODE_NAME" -o jsonpath='{.spec.renewTime}')
+lease_before=$("${K[@]}" -n kube-node-lease get lease "$VKC_NODE_NAME" -o jsonpath='{.spec.renewTime}')
 
 tests/cluster/restart.sh "$dir/cluster" kube-apiserver 20
-for _ in $(seq 1 120); do
-    "${k[@]}" get --raw /readyz >/dev/null 2>&1 && break
-    sleep 0.5
-done
-"${k[@]}" get --raw /readyz >/dev/null 2>&1 || fail "the API server did not come back"
+lib_wait_apiserver 60 || fail "the API server did not come back"
 kill -0 "$core" || fail "vkc-core died while the API server was away"
 
 # Reconnected: the Lease moves on, the node is Ready.
 renewed=
 for _ in $(seq 1 60); do
-    now=$("${k[@]}" -n kube-node-lease get lease "$VKC_NODE_NAME" -o jsonpath='{.spec.renewTime}' 2>/dev/null || true)
+    now=$("${K[@]}" -n kube-node-lease get lease "$VKC_NODE_NAME" -o jsonpath='{.spec.renewTime}' 2>/dev/null || true)
     if [ -n "$now" ] && [ "$now" != "$lease_before" ]; then renewed=1; break; fi
     sleep 1
 done
 [ -n "$renewed" ] || fail "the Lease was not renewed after the API server came back"
-"${k[@]}" wait --for=condition=Ready "node/$VKC_NODE_NAME" --timeout=60s >/dev/null ||
+"${K[@]}" wait --for=condition=Ready "node/$VKC_NODE_NAME" --timeout=60s >/dev/null ||
     fail "the node is not Ready after the API server came back"
 
 # Nothing lost or duplicated, in the API and in the provider.
-after=$("${k[@]}" get pods -l app=demo -o jsonpath='{range .items[*]}{.metadata.uid}{"\n"}{end}' | sort)
+after=$("${K[@]}" get pods -l app=demo -o jsonpath='{range .items[*]}{.metadata.uid}{"\n"}{end}' | sort)
 [ "$before" = "$after" ] || fail "pods changed across the outage: before [$before] after [$after]"
-running=$("${k[@]}" get --raw "/api/v1/nodes/$VKC_NODE_NAME/proxy/runningpods/" |
+running=$("${K[@]}" get --raw "/api/v1/nodes/$VKC_NODE_NAME/proxy/runningpods/" |
     /usr/bin/python3 -c 'import json,sys; print(len([p for p in json.load(sys.stdin)["items"] if p["metadata"]["name"].startswith("demo-")]))')
 [ "$running" -eq 3 ] || fail "the provider runs $running demo pods, want 3"
 
 # Status catches up: new pods after the outage run.
-"${k[@]}" scale deployment/demo --replicas=5 >/dev/null
-"${k[@]}" rollout status deployment/demo --timeout=120s >/dev/null || fail "scaling up after the outage did not complete"
-n=$("${k[@]}" get pods -l app=demo --field-selector=status.phase=Running -o name | wc -l)
+"${K[@]}" scale deployment/demo --replicas=5 >/dev/null
+"${K[@]}" rollout status deployment/demo --timeout=120s >/dev/null || fail "scaling up after the outage did not complete"
+n=$("${K[@]}" get pods -l app=demo --field-selector=status.phase=Running -o name | wc -l)
 [ "$n" -eq 5 ] || fail "$n pods Running after scaling to 5"
 
-"${k[@]}" delete deployment demo --wait=true >/dev/null
+"${K[@]}" delete deployment demo --wait=true >/dev/null
 for _ in $(seq 1 60); do
-    [ -z "$("${k[@]}" get pods -l app=demo -o name)" ] && break
+    [ -z "$("${K[@]}" get pods -l app=demo -o name)" ] && break
     sleep 1
 done
-[ -z "$("${k[@]}" get pods -l app=demo -o name)" ] || fail "pods remained after deleting the Deployment"
+[ -z "$("${K[@]}" get pods -l app=demo -o name)" ] || fail "pods remained after deleting the Deployment"
 echo "API server restart: reconnected, 3 pods kept, 5 running after, all deleted"

@@ -15,10 +15,10 @@
 # converge. Bounded in time, without timed assertions.
 set -uo pipefail
 
-BUILD=${1:-${VKC_BIN_DIR:+$(dirname "$VKC_BIN_DIR")}}
-BUILD=${BUILD:-build}
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-cd "$ROOT" || exit 1
+# shellcheck source=tests/integration/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+BUILD=$(lib_build_dir "${1:-}")
+cd "$LIB_ROOT" || exit 1
 BIN=$BUILD/bin
 NS=vkc-crash-test
 KILLS=20
@@ -30,11 +30,7 @@ CHURN_PID=
 OWN_CLUSTER=
 
 log() { echo "[test_crash_isolation $(date +%T)] $*" >&2; }
-fail() {
-	echo "FAIL: $*" >&2
-	[[ -s $WORK/core.log ]] && { echo "--- core.log" >&2; tail -n 40 "$WORK/core.log" >&2; }
-	exit 1
-}
+fail() { echo "FAIL: $*" >&2; lib_core_log "$WORK/core.log" >&2; exit 1; }
 
 cleanup() {
 	if [[ -n $CHURN_PID ]]; then
@@ -47,12 +43,7 @@ cleanup() {
 		"${K[@]}" delete namespace "$NS" --wait=false >/dev/null 2>&1
 		"${K[@]}" -n "$NS" delete pods --all --grace-period=0 --force >/dev/null 2>&1
 	fi
-	if [[ -n $CORE_PID ]]; then
-		kill -TERM "$CORE_PID" 2>/dev/null
-		for _ in $(seq 150); do kill -0 "$CORE_PID" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$CORE_PID" 2>/dev/null
-		wait "$CORE_PID" 2>/dev/null
-	fi
+	lib_stop "$CORE_PID"
 	[[ -n $OWN_CLUSTER ]] && tests/cluster/down.sh "$OWN_CLUSTER" >/dev/null 2>&1
 	rm -rf "$WORK"
 }
@@ -61,36 +52,13 @@ trap cleanup EXIT
 [[ -x $BIN/vkc-core && -x $BIN/vkc-provider-mock ]] || fail "build $BIN first"
 
 # ---- the control plane ---------------------------------------------------------------
-if [[ -n ${VKC_CLUSTER_DIR:-} && -s $VKC_CLUSTER_DIR/env ]]; then
-	CLUSTER=$VKC_CLUSTER_DIR
-else
-	CLUSTER=$WORK/cluster
-	OWN_CLUSTER=$CLUSTER
-	log "starting a control plane"
-	tests/cluster/build.sh >/dev/null || fail "cannot build the control plane"
-	tests/cluster/up.sh "$CLUSTER" >"$WORK/up.log" 2>&1 || { tail -n 20 "$WORK/up.log"; fail "no control plane"; }
-fi
-# shellcheck disable=SC1091
-. "$CLUSTER/env"
-K=("$VKC_KUBECTL" --kubeconfig "$VKC_ADMIN_KUBECONFIG" --request-timeout=30s)
+lib_use_cluster "$WORK"
+lib_kubectl 30s
 NODE=$VKC_NODE_NAME
 
-free_port() {
-	local p
-	while :; do
-		p=$((20000 + RANDOM % 12000))
-		! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && { echo "$p"; return; }
-	done
-}
+lib_fresh_namespace "$NS" 30 # no token: the pods say what is missing
 
-"${K[@]}" delete namespace "$NS" --wait=true >/dev/null 2>&1
-"${K[@]}" create namespace "$NS" >/dev/null || fail "cannot create namespace $NS"
-for _ in $(seq 150); do
-	[[ -n $("${K[@]}" -n "$NS" get sa default -o 'jsonpath={.secrets[0].name}' 2>/dev/null) ]] && break
-	sleep 0.2
-done
-
-KPORT=$(free_port)
+KPORT=$(lib_free_port)
 # Restarts back off up to 1 s instead of 30: twenty crashes in a row are a
 # crash loop, and the default cap would make this test take minutes.
 "$BIN/vkc-core" --nodename "$NODE" --kubeconfig "$VKC_NODE_KUBECONFIG" \
@@ -100,12 +68,7 @@ KPORT=$(free_port)
 	--tls-cert-file "$VKC_NODE_KUBELET_CERT" --tls-private-key-file "$VKC_NODE_KUBELET_KEY" \
 	>"$WORK/core.log" 2>&1 &
 CORE_PID=$!
-for i in $(seq 120); do
-	kill -0 "$CORE_PID" 2>/dev/null || fail "vkc-core exited"
-	[[ $("${K[@]}" get node "$NODE" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]] && break
-	((i == 120)) && fail "node $NODE never became Ready"
-	sleep 0.5
-done
+lib_wait_node_ready "$NODE" "$CORE_PID" 60
 
 provider_pid() { ps -o pid= --ppid "$CORE_PID" | tr -d ' ' | head -n 1; }
 ready_count() { grep -c "provider ready" "$WORK/core.log"; }
@@ -232,7 +195,7 @@ converge_s=$((SECONDS - start))
 pods=$(head -n 1 <<<"$out")
 in_ns=$("${K[@]}" -n "$NS" get pods -o name | wc -l)
 ((in_ns == created - deleted)) || fail "$in_ns pods left in $NS, want $((created - deleted))"
-restarts=$("${K[@]}" get --raw "/api/v1/nodes/$NODE/proxy/metrics" |
+restarts=$(lib_node_metrics "$NODE" |
 	awk '$1 == "provider_restarts_total" {print $2}')
 [[ -n $restarts ]] || fail "no provider_restarts_total in the core's metrics"
 ((restarts >= KILLS)) || fail "provider_restarts_total is $restarts after $KILLS kills"

@@ -34,6 +34,8 @@ build=${1:-${BUILD:-build}}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 cd "$repo"
+# shellcheck source=tests/integration/lib.sh
+. "$here/lib.sh"
 bin=$(cd "$build/bin" && pwd)
 # shellcheck disable=SC1091
 . "$VKC_CLUSTER_DIR/env"
@@ -43,8 +45,8 @@ ns=vkc-cri-e2e
 pod=cri-e2e
 crasher=cri-crasher
 image=docker.io/library/busybox:latest
-k=("$VKC_KUBECTL" --kubeconfig "$VKC_ADMIN_KUBECONFIG" --request-timeout=30s)
-kn=("${k[@]}" -n "$ns")
+lib_kubectl 30s
+kn=("${K[@]}" -n "$ns")
 # no request timeout: logs -f, exec, port-forward (each bounded by timeout(1))
 kw=("$VKC_KUBECTL" --kubeconfig "$VKC_ADMIN_KUBECONFIG" -n "$ns")
 dir=$(mktemp -d /tmp/vkc-cri-kubectl.XXXXXX)
@@ -53,12 +55,7 @@ core='' prov='' pf='' sock='' endpoint=''
 
 log() { printf '[cri-kubectl %3ss] %s\n' "$((SECONDS - T0))" "$*"; }
 
-fail() {
-    echo "FAIL: $*"
-    echo "--- core log (tail)"
-    tail -n 40 "$dir/core.log" 2>/dev/null | sed 's/^/    core| /'
-    exit 1
-}
+fail() { echo "FAIL: $*"; lib_core_log "$dir/core.log"; exit 1; }
 
 # Containers (sandboxes included) the CRI plugin made for this namespace.
 ctr_ns() { ctr --address "$sock" --namespace k8s.io "$@"; }
@@ -71,24 +68,6 @@ ns_containers() { # [UID]: ids of the containers of this namespace's pods (or on
 # What a failed run left in containerd: the sandboxes of this namespace,
 # stopped and removed through CRI (with their containers), as the provider
 # would have. Python stubs of the provider's cri.proto, made on demand.
-scrub_runtime() {
-    local py=$dir/cri-py
-    mkdir -p "$py"
-    protoc --proto_path=cri-provider --python_out="$py" --grpc_python_out="$py" \
-        --plugin=protoc-gen-grpc_python=/usr/bin/grpc_python_plugin cri-provider/cri.proto || return 1
-    PYTHONPATH=$py /usr/bin/python3 - "$endpoint" "$ns" <<'PY'
-import sys
-import grpc
-import cri_pb2 as pb
-import cri_pb2_grpc as rpc
-rt = rpc.RuntimeServiceStub(grpc.insecure_channel(sys.argv[1]))
-sel = pb.PodSandboxFilter(label_selector={"io.kubernetes.pod.namespace": sys.argv[2]})
-for sb in rt.ListPodSandbox(pb.ListPodSandboxRequest(filter=sel), timeout=10).items:
-    print("removing sandbox", sb.id[:12], sb.metadata.name)
-    rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=sb.id), timeout=30)
-    rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=sb.id), timeout=30)
-PY
-}
 
 signalled=0
 cleanup() {
@@ -102,10 +81,7 @@ cleanup() {
             "${kn[@]}" delete pod --all --grace-period=1 --timeout=30s >/dev/null 2>&1 ||
                 "${kn[@]}" delete pod --all --grace-period=0 --force >/dev/null 2>&1
         fi
-        kill -TERM "$core"
-        for _ in $(seq 1 200); do kill -0 "$core" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$core" 2>/dev/null
-        wait "$core" 2>/dev/null
+        lib_stop "$core" TERM 20
     fi
     # A provider outlives its core only if PR_SET_PDEATHSIG failed.
     if [ -n "$prov" ] && [ "$(cat "/proc/$prov/comm" 2>/dev/null)" = vkc-provider-cr ]; then
@@ -113,15 +89,14 @@ cleanup() {
         kill -KILL "$prov"
     fi
     if [ -n "$sock" ] && [ -n "$(ns_containers 2>/dev/null)" ]; then
-        scrub_runtime
+        lib_cri_scrub "$endpoint" "$ns" "$dir/cri-py"
         left=$(ns_containers 2>/dev/null)
         [ -n "$left" ] && echo "WARNING: containers of namespace $ns left in containerd: $left"
     fi
     # Pods whose node is gone would hold the namespace in Terminating.
     "${kn[@]}" delete pod --all --grace-period=0 --force >/dev/null 2>&1
-    "${k[@]}" delete namespace "$ns" --wait=false >/dev/null 2>&1
-    "${k[@]}" delete node "$node" >/dev/null 2>&1
-    "${k[@]}" -n kube-node-lease delete lease "$node" >/dev/null 2>&1
+    "${K[@]}" delete namespace "$ns" --wait=false >/dev/null 2>&1
+    lib_delete_node "$node"
     # Volumes the provider mounted (tmpfs for Secrets) if it could not.
     grep -o " $dir/[^ ]*" /proc/mounts | xargs -r -n1 umount -l
     rm -rf "$dir"
@@ -130,18 +105,13 @@ cleanup() {
 trap cleanup EXIT
 trap 'signalled=1; exit 130' INT TERM
 
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 jp() { "${kn[@]}" get pod "$1" -o "jsonpath=$2" 2>/dev/null; } # POD JSONPATH
 
 for b in vkc-core vkc-provider-cri; do [ -x "$bin/$b" ] || fail "build $bin/$b first"; done
 
 # ---- the runtime ----------------------------------------------------------------------
-endpoint=${VKC_CRI_ENDPOINT:-}
-if [ -z "$endpoint" ]; then
-    endpoint=$(tests/cri/setup.sh 2>"$dir/setup.log" | sed -n 's/^VKC_CRI_ENDPOINT=//p' | tail -n 1) ||
-        true
-    [ -n "$endpoint" ] || { cat "$dir/setup.log"; fail "no CRI runtime: tests/cri/setup.sh failed"; }
-fi
+endpoint=$(lib_cri_endpoint "$dir/setup.log") || true
+[ -n "$endpoint" ] || { cat "$dir/setup.log"; fail "no CRI runtime: tests/cri/setup.sh failed"; }
 sock=${endpoint#unix://}
 ctr_ns version >/dev/null 2>&1 || fail "ctr cannot reach containerd at $sock"
 images=$(ctr_ns images ls -q) || fail "ctr cannot list images"
@@ -152,78 +122,39 @@ log "containerd at $endpoint"
 # up.sh makes certificates for VKC_NODES only; otherwise mint the client
 # certificate of system:node:$node from the cluster's CA. The API server does
 # not check the kubelet serving certificate: the default node's does.
-if [ -s "$VKC_CLUSTER_DIR/node-$node.kubeconfig" ]; then
-    kubeconfig=$VKC_CLUSTER_DIR/node-$node.kubeconfig
-    serving_cert=$VKC_CLUSTER_DIR/pki/kubelet-$node.crt
-    serving_key=$VKC_CLUSTER_DIR/pki/kubelet-$node.key
-else
-    pki=$VKC_CLUSTER_DIR/pki
-    printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n' \
-        >"$dir/node.ext"
-    {
-        openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$dir/node.key" &&
-            openssl req -new -key "$dir/node.key" -subj "/O=system:nodes/CN=system:node:$node" \
-                -out "$dir/node.csr" &&
-            openssl x509 -req -in "$dir/node.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" \
-                -CAserial "$dir/ca.srl" -CAcreateserial -days 1 -sha256 -extfile "$dir/node.ext" \
-                -out "$dir/node.crt"
-    } >"$dir/openssl.log" 2>&1 ||
-        fail "cannot make a client certificate for system:node:$node: $(tail -n 5 "$dir/openssl.log")"
-    kubeconfig=$dir/node.kubeconfig
-    sed -e "s|client-certificate-data: .*|client-certificate-data: $(base64 -w0 "$dir/node.crt")|" \
-        -e "s|client-key-data: .*|client-key-data: $(base64 -w0 "$dir/node.key")|" \
-        -e "s|system:node:$VKC_NODE_NAME|system:node:$node|g" \
-        "$VKC_NODE_KUBECONFIG" >"$kubeconfig"
-    serving_cert=$VKC_NODE_KUBELET_CERT
-    serving_key=$VKC_NODE_KUBELET_KEY
-fi
+lib_node_identity "$node" "$dir"
 
 # ---- namespace, ConfigMap, Secret ---------------------------------------------------------
-"${k[@]}" delete node "$node" --ignore-not-found >/dev/null 2>&1 || true
-"${k[@]}" delete namespace "$ns" --ignore-not-found --timeout=60s >/dev/null 2>&1 || true
-"${k[@]}" create namespace "$ns" >/dev/null || fail "cannot create namespace $ns"
+lib_delete_node "$node"
+# 1.20 admits pods once the namespace's service account has its token.
+lib_fresh_namespace "$ns" 20 || fail "no token for $ns/default after 20 s"
 "${kn[@]}" create configmap e2e-config --from-literal=greeting="hello from a configmap" >/dev/null ||
     fail "cannot create the ConfigMap"
 "${kn[@]}" create secret generic e2e-secret --from-literal=token="s3cr3t-t0ken" >/dev/null ||
     fail "cannot create the Secret"
 # 1.20 admits pods once the namespace's service account has its token.
-for i in $(seq 1 100); do
-    [ -n "$("${kn[@]}" get sa default -o 'jsonpath={.secrets[0].name}' 2>/dev/null)" ] && break
-    [ "$i" = 100 ] && fail "no token for $ns/default after 20 s"
-    sleep 0.2
-done
 
 # ---- vkc-core with vkc-provider-cri ---------------------------------------------------------
-port=$(free_port)
-mport=$(free_port)
-"$bin/vkc-core" --nodename "$node" --kubeconfig "$kubeconfig" \
+port=$(lib_free_port)
+mport=$(lib_free_port)
+"$bin/vkc-core" --nodename "$node" --kubeconfig "$NODE_KUBECONFIG" \
     --socket-dir "$dir/run" --listen-port "$port" --metrics-addr "127.0.0.1:$mport" \
-    --node-ip 127.0.0.1 --tls-cert-file "$serving_cert" --tls-private-key-file "$serving_key" \
+    --node-ip 127.0.0.1 --tls-cert-file "$NODE_SERVING_CERT" --tls-private-key-file "$NODE_SERVING_KEY" \
     --client-ca-file "$VKC_CA_CERT" \
     --provider-cmd "$bin/vkc-provider-cri --runtime-endpoint $endpoint --root-dir $dir/root --cgroup-root /vkc-cri-e2e --volume-sync-period 2" \
     2>"$dir/core.log" &
 core=$!
-for i in $(seq 1 120); do
-    kill -0 "$core" 2>/dev/null || fail "vkc-core exited"
-    [ "$("${k[@]}" get node "$node" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ] &&
-        break
-    [ "$i" = 120 ] && fail "node $node not Ready after 60 s"
-    sleep 0.5
-done
-for f in /proc/[0-9]*/stat; do # the core's child, from /proc
-    st=$(cat "$f" 2>/dev/null) || continue
-    st=${st##*) }
-    [ "$(cut -d' ' -f2 <<<"$st")" = "$core" ] && { prov=$(cut -d/ -f3 <<<"$f"); break; }
-done
+lib_wait_node_ready "$node" "$core" 60
+prov=$(lib_child_of "$core") || true
 [ "$(cat "/proc/$prov/comm" 2>/dev/null)" = vkc-provider-cr ] ||
     fail "vkc-core's child is not vkc-provider-cri (pid '$prov')"
-taint=$("${k[@]}" get node "$node" -o 'jsonpath={.spec.taints[?(@.key=="virtual-kubelet.io/provider")].effect}')
+taint=$("${K[@]}" get node "$node" -o 'jsonpath={.spec.taints[?(@.key=="virtual-kubelet.io/provider")].effect}')
 [ "$taint" = NoSchedule ] || fail "node taint virtual-kubelet.io/provider: '$taint', want NoSchedule"
 log "node $node Ready (core $core, provider $prov)"
 
 # ---- the pods ----------------------------------------------------------------------------------
-hport=$(free_port) # httpd's, on the host network
-fport=$(free_port) # kubectl port-forward's local one
+hport=$(lib_free_port) # httpd's, on the host network
+fport=$(lib_free_port) # kubectl port-forward's local one
 # The crasher first: its back-off runs while the main pod is checked.
 "${kn[@]}" apply -f - >/dev/null <<EOF || fail "cannot create pod $crasher"
 {"apiVersion":"v1","kind":"Pod","metadata":{"name":"$crasher"},
@@ -421,7 +352,7 @@ core=''
 [ "$rc" = 0 ] || fail "vkc-core exited $rc after SIGTERM"
 [ "$(cat "/proc/$prov/comm" 2>/dev/null)" != vkc-provider-cr ] || fail "provider $prov outlived the core"
 prov=''
-ready=$("${k[@]}" get node "$node" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}/{.status.conditions[?(@.type=="Ready")].reason}') ||
+ready=$("${K[@]}" get node "$node" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}/{.status.conditions[?(@.type=="Ready")].reason}') ||
     fail "node $node is gone after SIGTERM"
 [ "$ready" = False/KubeletStopped ] || fail "node Ready after SIGTERM: $ready, want False/KubeletStopped"
 grep -q 'level=error' "$dir/core.log" && {

@@ -35,6 +35,8 @@ build=${1:-${BUILD:-build}}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 cd "$repo"
+# shellcheck source=tests/integration/lib.sh
+. "$here/lib.sh"
 bin=$(cd "$build/bin" && pwd)
 # shellcheck disable=SC1091
 . "$VKC_CLUSTER_DIR/env"
@@ -42,8 +44,8 @@ bin=$(cd "$build/bin" && pwd)
 node=vkc-cri-pull
 ns=vkc-cri-pull
 base_image=docker.io/library/busybox:latest
-k=("$VKC_KUBECTL" --kubeconfig "$VKC_ADMIN_KUBECONFIG" --request-timeout=30s)
-kn=("${k[@]}" -n "$ns")
+lib_kubectl 30s
+kn=("${K[@]}" -n "$ns")
 dir=$(mktemp -d /tmp/vkc-cri-pull.XXXXXX)
 T0=$SECONDS
 core='' prov='' reg='' sock='' endpoint='' ref='' rport=''
@@ -54,8 +56,7 @@ log() { printf '[cri-pull %3ss] %s\n' "$((SECONDS - T0))" "$*"; }
 
 fail() {
     echo "FAIL: $*"
-    echo "--- core log (tail)"
-    tail -n 40 "$dir/core.log" 2>/dev/null | sed 's/^/    core| /'
+    lib_core_log "$dir/core.log"
     echo "--- registry access log (tail)"
     grep '\] "' "$dir/registry.log" 2>/dev/null | tail -n 15 | sed 's/^/    registry| /'
     exit 1
@@ -74,24 +75,6 @@ run_images() {
 }
 
 # What a failed run left in containerd, through CRI (as test_cri_kubectl.sh).
-scrub_runtime() {
-    local py=$dir/cri-py
-    mkdir -p "$py"
-    protoc --proto_path=cri-provider --python_out="$py" --grpc_python_out="$py" \
-        --plugin=protoc-gen-grpc_python=/usr/bin/grpc_python_plugin cri-provider/cri.proto || return 1
-    PYTHONPATH=$py /usr/bin/python3 - "$endpoint" "$ns" <<'PY'
-import sys
-import grpc
-import cri_pb2 as pb
-import cri_pb2_grpc as rpc
-rt = rpc.RuntimeServiceStub(grpc.insecure_channel(sys.argv[1]))
-sel = pb.PodSandboxFilter(label_selector={"io.kubernetes.pod.namespace": sys.argv[2]})
-for sb in rt.ListPodSandbox(pb.ListPodSandboxRequest(filter=sel), timeout=10).items:
-    print("removing sandbox", sb.id[:12], sb.metadata.name)
-    rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=sb.id), timeout=30)
-    rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=sb.id), timeout=30)
-PY
-}
 
 signalled=0
 cleanup() {
@@ -102,10 +85,7 @@ cleanup() {
             "${kn[@]}" delete pod --all --grace-period=1 --timeout=30s >/dev/null 2>&1 ||
                 "${kn[@]}" delete pod --all --grace-period=0 --force >/dev/null 2>&1
         fi
-        kill -TERM "$core"
-        for _ in $(seq 1 200); do kill -0 "$core" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$core" 2>/dev/null
-        wait "$core" 2>/dev/null
+        lib_stop "$core" TERM 20
     fi
     if [ -n "$prov" ] && [ "$(cat "/proc/$prov/comm" 2>/dev/null)" = vkc-provider-cr ]; then
         echo "WARNING: provider $prov still running after the core; killing it"
@@ -119,7 +99,7 @@ cleanup() {
     fi
     if [ -n "$sock" ]; then
         if [ -n "$(ns_containers 2>/dev/null)" ]; then
-            scrub_runtime
+            lib_cri_scrub "$endpoint" "$ns" "$dir/cri-py"
             left=$(ns_containers 2>/dev/null)
             [ -n "$left" ] && echo "WARNING: containers of namespace $ns left in containerd: $left"
         fi
@@ -132,9 +112,8 @@ cleanup() {
         fi
     fi
     "${kn[@]}" delete pod --all --grace-period=0 --force >/dev/null 2>&1
-    "${k[@]}" delete namespace "$ns" --wait=false >/dev/null 2>&1
-    "${k[@]}" delete node "$node" >/dev/null 2>&1
-    "${k[@]}" -n kube-node-lease delete lease "$node" >/dev/null 2>&1
+    "${K[@]}" delete namespace "$ns" --wait=false >/dev/null 2>&1
+    lib_delete_node "$node"
     grep -o " $dir/[^ ]*" /proc/mounts | xargs -r -n1 umount -l
     rm -rf "$dir"
     exit "$rc"
@@ -142,7 +121,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'signalled=1; exit 130' INT TERM
 
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 jp() { "${kn[@]}" get pod "$1" -o "jsonpath=$2" 2>/dev/null; } # POD JSONPATH
 # "Type Reason: message" lines of a pod's events.
 pod_events() {
@@ -173,12 +151,8 @@ registry_bin=$(command -v docker-registry || true)
 [ -n "$registry_bin" ] || fail "no docker-registry: apt-get install docker-registry"
 
 # ---- the runtime ----------------------------------------------------------------------
-endpoint=${VKC_CRI_ENDPOINT:-}
-if [ -z "$endpoint" ]; then
-    endpoint=$(tests/cri/setup.sh 2>"$dir/setup.log" | sed -n 's/^VKC_CRI_ENDPOINT=//p' | tail -n 1) ||
-        true
-    [ -n "$endpoint" ] || { cat "$dir/setup.log"; fail "no CRI runtime: tests/cri/setup.sh failed"; }
-fi
+endpoint=$(lib_cri_endpoint "$dir/setup.log") || true
+[ -n "$endpoint" ] || { cat "$dir/setup.log"; fail "no CRI runtime: tests/cri/setup.sh failed"; }
 sock=${endpoint#unix://}
 ctr_ns version >/dev/null 2>&1 || fail "ctr cannot reach containerd at $sock"
 images=$(ctr_ns images ls -q) || fail "ctr cannot list images"
@@ -203,7 +177,7 @@ assert h and h.startswith("$2"), "no bcrypt in crypt(3)"
 print(sys.argv[1] + ":" + h)' "$user" >"$dir/htpasswd" ||
         fail "no bcrypt: install apache2-utils (htpasswd)"
 fi
-rport=$(free_port)
+rport=$(lib_free_port)
 registry=127.0.0.1:$rport
 mkdir -p "$dir/registry"
 cat >"$dir/registry.yml" <<EOF
@@ -255,36 +229,12 @@ code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -u "$user:$pass" \
 log "registry at $registry (pid $reg), $ref pushed and absent from containerd"
 
 # ---- the node's identity (as test_cri_kubectl.sh) ------------------------------------------------
-if [ -s "$VKC_CLUSTER_DIR/node-$node.kubeconfig" ]; then
-    kubeconfig=$VKC_CLUSTER_DIR/node-$node.kubeconfig
-    serving_cert=$VKC_CLUSTER_DIR/pki/kubelet-$node.crt
-    serving_key=$VKC_CLUSTER_DIR/pki/kubelet-$node.key
-else
-    pki=$VKC_CLUSTER_DIR/pki
-    printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n' \
-        >"$dir/node.ext"
-    {
-        openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$dir/node.key" &&
-            openssl req -new -key "$dir/node.key" -subj "/O=system:nodes/CN=system:node:$node" \
-                -out "$dir/node.csr" &&
-            openssl x509 -req -in "$dir/node.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" \
-                -CAserial "$dir/ca.srl" -CAcreateserial -days 1 -sha256 -extfile "$dir/node.ext" \
-                -out "$dir/node.crt"
-    } >"$dir/openssl.log" 2>&1 ||
-        fail "cannot make a client certificate for system:node:$node: $(tail -n 5 "$dir/openssl.log")"
-    kubeconfig=$dir/node.kubeconfig
-    sed -e "s|client-certificate-data: .*|client-certificate-data: $(base64 -w0 "$dir/node.crt")|" \
-        -e "s|client-key-data: .*|client-key-data: $(base64 -w0 "$dir/node.key")|" \
-        -e "s|system:node:$VKC_NODE_NAME|system:node:$node|g" \
-        "$VKC_NODE_KUBECONFIG" >"$kubeconfig"
-    serving_cert=$VKC_NODE_KUBELET_CERT
-    serving_key=$VKC_NODE_KUBELET_KEY
-fi
+lib_node_identity "$node" "$dir"
 
 # ---- namespace and pull secrets ------------------------------------------------------------------
-"${k[@]}" delete node "$node" --ignore-not-found >/dev/null 2>&1 || true
-"${k[@]}" delete namespace "$ns" --ignore-not-found --timeout=60s >/dev/null 2>&1 || true
-"${k[@]}" create namespace "$ns" >/dev/null || fail "cannot create namespace $ns"
+lib_delete_node "$node"
+# 1.20 admits pods once the namespace's service account has its token.
+lib_fresh_namespace "$ns" 20 || fail "no token for $ns/default after 20 s"
 # As users make them: {"auths":{"127.0.0.1:PORT":{"username","password","auth"}}}
 "${kn[@]}" create secret docker-registry right-creds --docker-server="$registry" \
     --docker-username="$user" --docker-password="$pass" >/dev/null || fail "cannot create secret right-creds"
@@ -292,34 +242,19 @@ fi
     --docker-username="$user" --docker-password="$bad_pass" >/dev/null || fail "cannot create secret wrong-creds"
 [ "$("${kn[@]}" get secret right-creds -o 'jsonpath={.type}')" = kubernetes.io/dockerconfigjson ] ||
     fail "secret right-creds is not of type kubernetes.io/dockerconfigjson"
-for i in $(seq 1 100); do
-    [ -n "$("${kn[@]}" get sa default -o 'jsonpath={.secrets[0].name}' 2>/dev/null)" ] && break
-    [ "$i" = 100 ] && fail "no token for $ns/default after 20 s"
-    sleep 0.2
-done
 
 # ---- vkc-core with vkc-provider-cri, both logging at debug -----------------------------------------
-port=$(free_port)
-mport=$(free_port)
-"$bin/vkc-core" --nodename "$node" --kubeconfig "$kubeconfig" --log-level debug \
+port=$(lib_free_port)
+mport=$(lib_free_port)
+"$bin/vkc-core" --nodename "$node" --kubeconfig "$NODE_KUBECONFIG" --log-level debug \
     --socket-dir "$dir/run" --listen-port "$port" --metrics-addr "127.0.0.1:$mport" \
-    --node-ip 127.0.0.1 --tls-cert-file "$serving_cert" --tls-private-key-file "$serving_key" \
+    --node-ip 127.0.0.1 --tls-cert-file "$NODE_SERVING_CERT" --tls-private-key-file "$NODE_SERVING_KEY" \
     --client-ca-file "$VKC_CA_CERT" \
     --provider-cmd "$bin/vkc-provider-cri --runtime-endpoint $endpoint --root-dir $dir/root --cgroup-root /vkc-cri-pull --log-level debug" \
     2>"$dir/core.log" &
 core=$!
-for i in $(seq 1 120); do
-    kill -0 "$core" 2>/dev/null || fail "vkc-core exited"
-    [ "$("${k[@]}" get node "$node" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ] &&
-        break
-    [ "$i" = 120 ] && fail "node $node not Ready after 60 s"
-    sleep 0.5
-done
-for f in /proc/[0-9]*/stat; do
-    st=$(cat "$f" 2>/dev/null) || continue
-    st=${st##*) }
-    [ "$(cut -d' ' -f2 <<<"$st")" = "$core" ] && { prov=$(cut -d/ -f3 <<<"$f"); break; }
-done
+lib_wait_node_ready "$node" "$core" 60
+prov=$(lib_child_of "$core") || true
 [ "$(cat "/proc/$prov/comm" 2>/dev/null)" = vkc-provider-cr ] ||
     fail "vkc-core's child is not vkc-provider-cri (pid '$prov')"
 log "node $node Ready (core $core, provider $prov)"
@@ -386,10 +321,12 @@ grep -q "^Normal Pulled: Successfully pulled image \"$ref\" in " <<<"$ev" ||
 [ -n "$(run_images)" ] || fail "pull-right runs, but $ref is not in containerd"
 # containerd got the manifest on an authorized request (htpasswd has
 # $user alone).
-repo_requests "$pods_from" | grep -q "\"[A-Z]* /v2/vkc/busybox/manifests/$tag HTTP/1.1\" 200 .*\"containerd/" ||
+# (Matching reads a variable, not a pipe: under pipefail, grep -q's early
+# exit would kill the writer with SIGPIPE and fail the match.)
+grep -q "\"[A-Z]* /v2/vkc/busybox/manifests/$tag HTTP/1.1\" 200 .*\"containerd/" <<<"$(repo_requests "$pods_from")" ||
     fail "the registry served no manifest: $(repo_requests "$pods_from" | tail -n 5)"
-reg_since "$pods_from" | grep 'msg="authorized request"' |
-    grep -q "uri=/v2/vkc/busybox/manifests/$tag .*useragent=\"containerd/" ||
+grep -q "uri=/v2/vkc/busybox/manifests/$tag .*useragent=\"containerd/" \
+    <<<"$(grep 'msg="authorized request"' <<<"$(reg_since "$pods_from")")" ||
     fail "the registry authorized no request of containerd"
 log "(a) pull-right Running: $(grep '^Normal Pulled' <<<"$ev")"
 
@@ -400,11 +337,12 @@ wait_refused pull-anon
 # The wrong password reached the registry (and was refused), not just no
 # credentials at all (refused too).
 refused_user="error authenticating user \\\"$user\\\": authentication failure"
-reg_since "$pods_from" | grep -F "$refused_user" | grep -q "uri=/v2/vkc/busybox/manifests/$tag " ||
+grep -q "uri=/v2/vkc/busybox/manifests/$tag " <<<"$(grep -F "$refused_user" <<<"$(reg_since "$pods_from")")" ||
     fail "the registry saw no wrong password for $user"
-reg_since "$pods_from" | grep 'invalid authorization credential' | grep -q "uri=/v2/vkc/busybox/manifests/$tag " ||
+grep -q "uri=/v2/vkc/busybox/manifests/$tag " \
+    <<<"$(grep 'invalid authorization credential' <<<"$(reg_since "$pods_from")")" ||
     fail "the registry saw no request without credentials"
-repo_requests "$pods_from" | grep -q '" 401 ' || fail "the registry refused no request"
+grep -q '" 401 ' <<<"$(repo_requests "$pods_from")" || fail "the registry refused no request"
 log "(b) pull-wrong and (c) pull-anon refused by the registry"
 "${kn[@]}" delete pod pull-wrong pull-anon --timeout=60s >/dev/null || fail "cannot delete the refused pods"
 

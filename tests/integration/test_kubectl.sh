@@ -7,31 +7,29 @@
 set -euo pipefail
 
 build=${1:-build}
+# shellcheck source=tests/integration/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 : "${VKC_CLUSTER_DIR:?needs a running test cluster (tests/cluster/up.sh)}"
 # shellcheck disable=SC1091
 . "$VKC_CLUSTER_DIR/env"
-k=("$VKC_KUBECTL" --kubeconfig "$VKC_ADMIN_KUBECONFIG")
+lib_kubectl 0
 node=$VKC_NODE_NAME
 pod=kubectl-e2e
-port=$((20000 + $$ % 10000))
-fwd=$((port + 1))
+port=$(lib_free_port)
+fwd=$(lib_free_port)
 dir=$(mktemp -d /tmp/vkc-kubectl.XXXXXX)
 core=
 pf=
 
 cleanup() {
     [ -n "$pf" ] && kill "$pf" 2>/dev/null
-    "${k[@]}" delete pod "$pod" --grace-period=0 --force >/dev/null 2>&1 || true
-    [ -n "$core" ] && kill -TERM "$core" 2>/dev/null && wait "$core" 2>/dev/null
+    "${K[@]}" delete pod "$pod" --grace-period=0 --force >/dev/null 2>&1 || true
+    lib_stop "$core"
     rm -rf "$dir"
 }
 trap cleanup EXIT
 
-fail() {
-    echo "FAIL: $*"
-    tail -n 30 "$dir/core.log" 2>/dev/null | sed 's/^/    core| /'
-    exit 1
-}
+fail() { echo "FAIL: $*"; lib_core_log "$dir/core.log"; exit 1; }
 
 "$build/bin/vkc-core" --nodename "$node" --kubeconfig "$VKC_NODE_KUBECONFIG" \
     --socket-dir "$dir/run" --listen-port "$port" --node-ip 127.0.0.1 \
@@ -39,37 +37,35 @@ fail() {
     --client-ca-file "$VKC_CA_CERT" \
     --provider-cmd "$build/bin/vkc-provider-mock --log-interval 200" 2>"$dir/core.log" &
 core=$!
-# kubectl wait fails at once on a Node that does not exist yet.
-for _ in $(seq 1 120); do "${k[@]}" get node "$node" >/dev/null 2>&1 && break; sleep 0.5; done
-"${k[@]}" wait --for=condition=Ready "node/$node" --timeout=60s >/dev/null || fail "node not Ready"
-"${k[@]}" apply -f - >/dev/null <<EOF
+lib_wait_node_ready "$node" "$core" 120
+"${K[@]}" apply -f - >/dev/null <<EOF
 {"apiVersion":"v1","kind":"Pod","metadata":{"name":"$pod"},
  "spec":{"nodeName":"$node","tolerations":[{"operator":"Exists"}],
   "containers":[{"name":"app","image":"busybox"}]}}
 EOF
-"${k[@]}" wait --for=condition=Ready "pod/$pod" --timeout=60s >/dev/null || fail "pod not Ready"
+"${K[@]}" wait --for=condition=Ready "pod/$pod" --timeout=60s >/dev/null || fail "pod not Ready"
 
 # logs, with options, and -f cut short by the client
-"${k[@]}" logs "$pod" --tail=2 | grep -q "$pod/app line" || fail "kubectl logs"
-[ "$("${k[@]}" logs "$pod" --tail=2 | wc -l)" -eq 2 ] || fail "kubectl logs --tail=2"
-timeout 2 "${k[@]}" logs -f "$pod" >"$dir/follow" || true
+"${K[@]}" logs "$pod" --tail=2 | grep -q "$pod/app line" || fail "kubectl logs"
+[ "$("${K[@]}" logs "$pod" --tail=2 | wc -l)" -eq 2 ] || fail "kubectl logs --tail=2"
+timeout 2 "${K[@]}" logs -f "$pod" >"$dir/follow" || true
 [ "$(wc -l <"$dir/follow")" -ge 3 ] || fail "kubectl logs -f delivered $(wc -l <"$dir/follow") lines in 2 s"
 
 # exec: output, exit codes, stdin
-[ "$("${k[@]}" exec "$pod" -- echo hello vkc)" = "hello vkc" ] || fail "kubectl exec echo"
+[ "$("${K[@]}" exec "$pod" -- echo hello vkc)" = "hello vkc" ] || fail "kubectl exec echo"
 rc=0
-"${k[@]}" exec "$pod" -- sh -c 'exit 3' || rc=$?
+"${K[@]}" exec "$pod" -- sh -c 'exit 3' || rc=$?
 [ "$rc" -eq 3 ] || fail "kubectl exec exit code: $rc, want 3"
-[ "$(printf 'from stdin' | "${k[@]}" exec -i "$pod" -- cat)" = "from stdin" ] ||
+[ "$(printf 'from stdin' | "${K[@]}" exec -i "$pod" -- cat)" = "from stdin" ] ||
     fail "kubectl exec -i with stdin"
 rc=0
-"${k[@]}" exec "$pod" -c nosuch -- echo x 2>"$dir/err" || rc=$?
+"${K[@]}" exec "$pod" -c nosuch -- echo x 2>"$dir/err" || rc=$?
 if [ "$rc" -eq 0 ] || ! grep -qi "not found\|nosuch" "$dir/err"; then
     fail "exec into an unknown container: rc $rc, $(cat "$dir/err")"
 fi
 
 # port-forward: the mock echoes what it gets
-"${k[@]}" port-forward "pod/$pod" "$fwd:8080" >"$dir/pf.log" 2>&1 &
+"${K[@]}" port-forward "pod/$pod" "$fwd:8080" >"$dir/pf.log" 2>&1 &
 pf=$!
 for _ in $(seq 1 50); do grep -q Forwarding "$dir/pf.log" && break; sleep 0.2; done
 reply=$(/usr/bin/python3 - "$fwd" <<'PY'
@@ -89,8 +85,8 @@ PY
 [ "$reply" = "ping through vkc" ] || fail "port-forward echoed [$reply]"
 
 # stats through the API server's node proxy
-"${k[@]}" get --raw "/api/v1/nodes/$node/proxy/stats/summary" | grep -q "\"nodeName\":\"$node\"" ||
+"${K[@]}" get --raw "/api/v1/nodes/$node/proxy/stats/summary" | grep -q "\"nodeName\":\"$node\"" ||
     fail "stats/summary does not name the node"
-"${k[@]}" get --raw "/api/v1/nodes/$node/proxy/metrics/resource" | grep -q "pod_cpu_usage_seconds_total" ||
+"${K[@]}" get --raw "/api/v1/nodes/$node/proxy/metrics/resource" | grep -q "pod_cpu_usage_seconds_total" ||
     fail "metrics/resource lacks pod_cpu_usage_seconds_total"
 echo "kubectl logs, exec, port-forward and stats through the API server: ok"

@@ -13,29 +13,24 @@
 # from the host.
 set -uo pipefail
 
-BUILD=${1:-${VKC_BIN_DIR:+$(dirname "$VKC_BIN_DIR")}}
-BUILD=${BUILD:-build}
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-cd "$ROOT" || exit 1
+# shellcheck source=tests/integration/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+BUILD=$(lib_build_dir "${1:-}")
+cd "$LIB_ROOT" || exit 1
 BIN=$BUILD/bin
 NS=python-provider-test
 POD=py-hello
 WORK=$(mktemp -d /tmp/vkc-python-XXXXXX)
 CORE_PID=
 OWN_CLUSTER=
-fail() { echo "FAIL: $*" >&2; [[ -f $WORK/core.log ]] && tail -n 40 "$WORK/core.log" >&2; exit 1; }
+fail() { echo "FAIL: $*" >&2; lib_core_log "$WORK/core.log" >&2; exit 1; }
 log() { echo "[test_python_provider $(date +%T)] $*" >&2; }
 
 cleanup() {
 	if [[ -n ${K:-} ]]; then
 		"${K[@]}" delete namespace "$NS" --wait=false >/dev/null 2>&1
 	fi
-	if [[ -n $CORE_PID ]]; then
-		kill -TERM "$CORE_PID" 2>/dev/null
-		for _ in $(seq 150); do kill -0 "$CORE_PID" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$CORE_PID" 2>/dev/null
-		wait "$CORE_PID" 2>/dev/null
-	fi
+	lib_stop "$CORE_PID"
 	[[ -n $OWN_CLUSTER ]] && tests/cluster/down.sh "$OWN_CLUSTER" >/dev/null 2>&1
 	rm -rf "$WORK"
 }
@@ -44,52 +39,23 @@ trap cleanup EXIT
 [[ -x $BIN/vkc-core ]] || fail "build $BIN/vkc-core first"
 
 # ---- the control plane -------------------------------------------------------------
-if [[ -n ${VKC_CLUSTER_DIR:-} && -s $VKC_CLUSTER_DIR/env ]]; then
-	CLUSTER=$VKC_CLUSTER_DIR
-else
-	CLUSTER=$WORK/cluster
-	OWN_CLUSTER=$CLUSTER
-	log "starting a control plane"
-	tests/cluster/build.sh >/dev/null || fail "cannot build the control plane"
-	tests/cluster/up.sh "$CLUSTER" >"$WORK/up.log" 2>&1 || { tail -n 20 "$WORK/up.log"; fail "no control plane"; }
-fi
-# shellcheck disable=SC1091
-. "$CLUSTER/env"
-K=("$VKC_KUBECTL" --kubeconfig "$CLUSTER/admin.kubeconfig" --request-timeout=30s)
+lib_use_cluster "$WORK"
+lib_kubectl 30s
 NODE=$VKC_NODE_NAME
-
-"${K[@]}" delete namespace "$NS" --wait=true >/dev/null 2>&1
-"${K[@]}" create namespace "$NS" >/dev/null || fail "cannot create namespace $NS"
-# Pods are admitted once the namespace's service account has its token.
-for _ in $(seq 150); do
-	[[ -n $("${K[@]}" -n "$NS" get sa default -o 'jsonpath={.secrets[0].name}' 2>/dev/null) ]] && break
-	sleep 0.2
-done
+lib_fresh_namespace "$NS" 30 # no token: the pods say what is missing
 
 # ---- vkc-core with the Python provider ------------------------------------------------
-free_port() {
-	local p
-	while :; do
-		p=$((20000 + RANDOM % 12000))
-		! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && { echo "$p"; return; }
-	done
-}
-KPORT=$(free_port)
-MPORT=$(free_port)
+KPORT=$(lib_free_port)
+MPORT=$(lib_free_port)
 log "starting vkc-core as $NODE with the Python provider (kubelet port $KPORT)"
-VKC_PYTHON_STUBS="$ROOT/$BUILD/python" "$BIN/vkc-core" --kubeconfig "$VKC_NODE_KUBECONFIG" \
-	--nodename "$NODE" --provider-cmd "/usr/bin/python3 $ROOT/contrib/python-provider/provider.py" \
+VKC_PYTHON_STUBS="$LIB_ROOT/$BUILD/python" "$BIN/vkc-core" --kubeconfig "$VKC_NODE_KUBECONFIG" \
+	--nodename "$NODE" --provider-cmd "/usr/bin/python3 $LIB_ROOT/contrib/python-provider/provider.py" \
 	--socket-dir "$WORK/sock" --listen-port "$KPORT" --metrics-addr "127.0.0.1:$MPORT" \
 	--node-ip 127.0.0.1 --client-ca-file "$VKC_CA_CERT" \
 	--tls-cert-file "$VKC_NODE_KUBELET_CERT" --tls-private-key-file "$VKC_NODE_KUBELET_KEY" \
 	>"$WORK/core.log" 2>&1 &
 CORE_PID=$!
-for i in $(seq 120); do
-	kill -0 "$CORE_PID" 2>/dev/null || fail "vkc-core exited"
-	[[ $("${K[@]}" get node "$NODE" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]] && break
-	((i == 120)) && fail "node $NODE never became Ready"
-	sleep 0.5
-done
+lib_wait_node_ready "$NODE" "$CORE_PID" 60
 log "node $NODE is Ready"
 
 # ---- a pod -------------------------------------------------------------------------------

@@ -21,10 +21,10 @@
 # Env: VKC_SCALE_PODS (2000).
 set -uo pipefail
 
-BUILD=${1:-${VKC_BIN_DIR:+$(dirname "$VKC_BIN_DIR")}}
-BUILD=${BUILD:-build}
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-cd "$ROOT"
+# shellcheck source=tests/integration/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+BUILD=$(lib_build_dir "${1:-}")
+cd "$LIB_ROOT" || exit 1
 BIN=$BUILD/bin
 B=$BUILD/bench/vkc-bench
 N=${VKC_SCALE_PODS:-2000}
@@ -32,16 +32,11 @@ NS=scale-test
 WORK=$(mktemp -d /tmp/vkc-scale-XXXXXX)
 CORE_PID=
 OWN_CLUSTER=
-fail() { echo "FAIL: $*" >&2; exit 1; }
+fail() { echo "FAIL: $*" >&2; lib_core_log "$WORK/core.log" >&2; exit 1; }
 log() { echo "[test_scale $(date +%T)] $*" >&2; }
 
 cleanup() {
-	if [[ -n $CORE_PID ]]; then
-		kill -TERM "$CORE_PID" 2>/dev/null
-		for _ in $(seq 150); do kill -0 "$CORE_PID" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$CORE_PID" 2>/dev/null
-		wait "$CORE_PID" 2>/dev/null
-	fi
+	lib_stop "$CORE_PID"
 	if [[ -n ${K:-} ]]; then
 		"${K[@]}" delete namespace "$NS" --wait=false >/dev/null 2>&1
 		"${K[@]}" delete node "$NODE" --wait=false >/dev/null 2>&1
@@ -59,59 +54,32 @@ fi
 command -v python3 >/dev/null || fail "python3 needed"
 
 # ---- the control plane ------------------------------------------------------------
-if [[ -n ${VKC_CLUSTER_DIR:-} && -s $VKC_CLUSTER_DIR/env ]]; then
-	CLUSTER=$VKC_CLUSTER_DIR
-else
-	CLUSTER=$WORK/cluster
-	OWN_CLUSTER=$CLUSTER
-	log "starting a control plane"
-	tests/cluster/up.sh "$CLUSTER" >"$WORK/up.log" 2>&1 || { tail -n 20 "$WORK/up.log"; fail "no control plane"; }
-fi
-# shellcheck disable=SC1091
-. "$CLUSTER/env"
+lib_use_cluster "$WORK"
 ADMIN=$CLUSTER/admin.kubeconfig
-K=("$VKC_KUBECTL" --kubeconfig "$ADMIN" --request-timeout=30s)
+lib_kubectl 30s
 # The Node authorizer ties the identity to its node name: the cluster's
 # first node (vkc-node) it is.
 NODE=$VKC_NODE_NAME
 NODE_KC=$VKC_NODE_KUBECONFIG
-
-"${K[@]}" delete namespace "$NS" --wait=true >/dev/null 2>&1
-"${K[@]}" create namespace "$NS" >/dev/null || fail "cannot create namespace $NS"
-for _ in $(seq 150); do
-	[[ -n $("${K[@]}" -n "$NS" get sa default -o 'jsonpath={.secrets[0].name}' 2>/dev/null) ]] && break
-	sleep 0.2
-done
+lib_fresh_namespace "$NS" 30 # no token: the pods say what is missing
 
 # ---- vkc-core -----------------------------------------------------------------------
-free_port() {
-	local p
-	while :; do
-		p=$((20000 + RANDOM % 12000))
-		! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && { echo "$p"; return; }
-	done
-}
-KPORT=$(free_port)
-MPORT=$(free_port)
+KPORT=$(lib_free_port)
+MPORT=$(lib_free_port)
 log "starting vkc-core as $NODE (kubelet port $KPORT)"
 "$BIN/vkc-core" --kubeconfig "$NODE_KC" --nodename "$NODE" \
-	--provider-cmd "$ROOT/$BIN/vkc-provider-mock --pods $((N + 100)) --log-level warn" \
+	--provider-cmd "$LIB_ROOT/$BIN/vkc-provider-mock --pods $((N + 100)) --log-level warn" \
 	--socket-dir "$WORK/sock" --listen-port "$KPORT" --metrics-addr "127.0.0.1:$MPORT" \
 	--node-ip 127.0.0.1 --client-ca-file "$VKC_CA_CERT" \
 	--tls-cert-file "$VKC_NODE_KUBELET_CERT" --tls-private-key-file "$VKC_NODE_KUBELET_KEY" \
 	--kube-api-qps 500 --kube-api-burst 1000 >"$WORK/core.log" 2>&1 &
 CORE_PID=$!
-for i in $(seq 240); do
-	kill -0 "$CORE_PID" 2>/dev/null || { tail -n 30 "$WORK/core.log"; fail "vkc-core exited"; }
-	[[ $("${K[@]}" get node "$NODE" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]] && break
-	((i == 240)) && { tail -n 30 "$WORK/core.log"; fail "node $NODE never Ready"; }
-	sleep 0.5
-done
+lib_wait_node_ready "$NODE" "$CORE_PID" 120
 
 # ---- metrics sampling ---------------------------------------------------------------------
 SAMPLES=$WORK/metrics.samples
 : >"$SAMPLES"
-metrics() { "${K[@]}" get --raw "/api/v1/nodes/$NODE/proxy/metrics" 2>/dev/null; }
+metrics() { lib_node_metrics "$NODE" 2>/dev/null; }
 value() { # NAME (no labels) on stdin -> value or empty
 	awk -v n="$1" '$1 == n { print $2; exit }'
 }
@@ -135,7 +103,7 @@ OTHER=$("${K[@]}" get pods -A --field-selector "spec.nodeName=$NODE" --no-header
 log "creating $N pods bound to $NODE"
 "$B" churn --kubeconfig "$ADMIN" --node "$NODE" --ns "$NS" --prefix scale --pods "$N" --keep \
 	--timeout 900 >"$WORK/create.out" 2>"$WORK/create.err" ||
-	{ cat "$WORK/create.out" "$WORK/create.err"; tail -n 30 "$WORK/core.log"; fail "not all $N pods reached Running"; }
+	{ cat "$WORK/create.out" "$WORK/create.err"; fail "not all $N pods reached Running"; }
 grep -E '^(running|t_running_s)=' "$WORK/create.out" >&2
 
 # The provider runs each pod exactly once.
@@ -189,7 +157,7 @@ cp "$SAMPLES" "$WORK/samples.running"
 log "deleting the $N pods (graceful)"
 "$B" churn --kubeconfig "$ADMIN" --node "$NODE" --ns "$NS" --prefix scale --pods "$N" --delete-only \
 	--timeout 900 >"$WORK/delete.out" 2>"$WORK/delete.err" ||
-	{ cat "$WORK/delete.out" "$WORK/delete.err"; tail -n 30 "$WORK/core.log"; fail "not all $N pods were deleted"; }
+	{ cat "$WORK/delete.out" "$WORK/delete.err"; fail "not all $N pods were deleted"; }
 grep -E '^(gone|t_gone_s)=' "$WORK/delete.out" >&2
 # The caches empty out once the pods are gone.
 for i in $(seq 60); do

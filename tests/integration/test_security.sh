@@ -25,11 +25,13 @@ set -euo pipefail
 build=${1:-build}
 bin=$build/bin
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=tests/integration/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 : "${VKC_CLUSTER_DIR:?needs a running test cluster (tests/cluster/up.sh)}"
 # shellcheck disable=SC1091
 . "$VKC_CLUSTER_DIR/env"
 pki=$VKC_CLUSTER_DIR/pki
-k=("$VKC_KUBECTL" --kubeconfig "$VKC_ADMIN_KUBECONFIG" --request-timeout=10s)
+lib_kubectl 10s
 node=$VKC_NODE_NAME
 ns=vkc-security-$$
 role=vkc-security-$$
@@ -40,19 +42,15 @@ core=
 
 cleanup() {
     [ -n "$plain" ] && kill -TERM "$plain" 2>/dev/null && wait "$plain" 2>/dev/null
-    [ -n "$core" ] && kill -TERM "$core" 2>/dev/null && wait "$core" 2>/dev/null
-    "${k[@]}" delete namespace "$ns" --wait=false >/dev/null 2>&1 || true
-    "${k[@]}" delete clusterrolebinding "$role" >/dev/null 2>&1 || true
-    "${k[@]}" delete clusterrole "$role" >/dev/null 2>&1 || true
+    lib_stop "$core"
+    "${K[@]}" delete namespace "$ns" --wait=false >/dev/null 2>&1 || true
+    "${K[@]}" delete clusterrolebinding "$role" >/dev/null 2>&1 || true
+    "${K[@]}" delete clusterrole "$role" >/dev/null 2>&1 || true
     rm -rf "$dir"
 }
 trap cleanup EXIT
 
-fail() {
-    echo "FAIL: $*"
-    tail -n 30 "$dir/core.log" 2>/dev/null | sed 's/^/    core| /'
-    exit 1
-}
+fail() { echo "FAIL: $*"; lib_core_log "$dir/core.log"; exit 1; }
 
 wait_for() { # SECONDS WHAT CMD...: until CMD succeeds
     local deadline=$((SECONDS + $1)) what=$2
@@ -128,8 +126,7 @@ fi
     --client-ca-file "$VKC_CA_CERT" --authentication-token-webhook \
     --provider-cmd "$bin/vkc-provider-mock --log-level debug" 2>"$dir/core.log" &
 core=$!
-wait_for 60 "node $node not registered" "${k[@]}" get node "$node"
-"${k[@]}" wait --for=condition=Ready "node/$node" --timeout=60s >/dev/null || fail "node not Ready"
+lib_wait_node_ready "$node" "$core" 120
 kill -0 "$core" || fail "the core exited"
 
 # ---- privileges ------------------------------------------------------------------------
@@ -161,7 +158,7 @@ for s in core.sock provider.sock; do
 done
 
 # The node works as nobody: Lease renewed (every 10 s), kubelet API served.
-lease() { "${k[@]}" -n kube-node-lease get lease "$node" -o 'jsonpath={.spec.renewTime}'; }
+lease() { "${K[@]}" -n kube-node-lease get lease "$node" -o 'jsonpath={.spec.renewTime}'; }
 first=$(lease)
 renewed() { [ "$(lease)" != "$first" ]; }
 wait_for 30 "Lease of $node not renewed since $first" renewed
@@ -203,16 +200,16 @@ new_cert stranger "/CN=vkc-security-stranger" "$pki/ca"
     fail "an unauthorized certificate: $(cat "$dir/body")"
 
 # Tokens: two ServiceAccounts, one granted nodes/proxy (nothing else).
-"${k[@]}" create namespace "$ns" >/dev/null
-"${k[@]}" -n "$ns" create serviceaccount denied >/dev/null
-"${k[@]}" -n "$ns" create serviceaccount allowed >/dev/null
-"${k[@]}" create clusterrole "$role" --verb=get --resource=nodes/proxy >/dev/null
-"${k[@]}" create clusterrolebinding "$role" --clusterrole="$role" \
+"${K[@]}" create namespace "$ns" >/dev/null
+"${K[@]}" -n "$ns" create serviceaccount denied >/dev/null
+"${K[@]}" -n "$ns" create serviceaccount allowed >/dev/null
+"${K[@]}" create clusterrole "$role" --verb=get --resource=nodes/proxy >/dev/null
+"${K[@]}" create clusterrolebinding "$role" --clusterrole="$role" \
     --serviceaccount="$ns:allowed" >/dev/null
 sa_token() { # ACCOUNT: its legacy token Secret's token (Kubernetes 1.20)
     local s
-    s=$("${k[@]}" -n "$ns" get serviceaccount "$1" -o 'jsonpath={.secrets[0].name}')
-    [ -n "$s" ] && "${k[@]}" -n "$ns" get secret "$s" -o 'jsonpath={.data.token}' | base64 -d
+    s=$("${K[@]}" -n "$ns" get serviceaccount "$1" -o 'jsonpath={.secrets[0].name}')
+    [ -n "$s" ] && "${K[@]}" -n "$ns" get secret "$s" -o 'jsonpath={.data.token}' | base64 -d
 }
 wait_for 60 "no token for $ns/denied" sa_token denied
 wait_for 60 "no token for $ns/allowed" sa_token allowed
@@ -221,7 +218,7 @@ denied_token=$(sa_token denied)
 allowed_token=$(sa_token allowed)
 # A denial is cached by the core for 30 s: ask only once RBAC says yes.
 wait_for 30 "RBAC never granted $ns/allowed nodes/proxy" \
-    "${k[@]}" auth can-i get nodes --subresource=proxy --as="system:serviceaccount:$ns:allowed"
+    "${K[@]}" auth can-i get nodes --subresource=proxy --as="system:serviceaccount:$ns:allowed"
 [ "$(api /healthz -H "Authorization: Bearer $denied_token")" = 403 ] &&
     grep -q "user=system:serviceaccount:$ns:denied" "$dir/body" ||
     fail "a token without rights: $(cat "$dir/body")"
@@ -260,10 +257,10 @@ done
 # ---- secrets never leak ------------------------------------------------------------------------
 secret_value="secret-$marker"
 config_value="config-$marker"
-"${k[@]}" -n "$ns" create secret generic sec --from-literal=password="$secret_value" >/dev/null
-"${k[@]}" -n "$ns" create configmap cm --from-literal=conf="$config_value" >/dev/null
-"${k[@]}" -n "$ns" create configmap unref --from-literal=conf=unreferenced >/dev/null
-"${k[@]}" apply -f - >/dev/null <<EOF
+"${K[@]}" -n "$ns" create secret generic sec --from-literal=password="$secret_value" >/dev/null
+"${K[@]}" -n "$ns" create configmap cm --from-literal=conf="$config_value" >/dev/null
+"${K[@]}" -n "$ns" create configmap unref --from-literal=conf=unreferenced >/dev/null
+"${K[@]}" apply -f - >/dev/null <<EOF
 {"apiVersion":"v1","kind":"Pod","metadata":{"name":"leaky","namespace":"$ns"},
  "spec":{"nodeName":"$node","tolerations":[{"operator":"Exists"}],
   "containers":[{"name":"app","image":"busybox",
@@ -276,10 +273,10 @@ config_value="config-$marker"
              {"name":"t","projected":{"sources":[{"serviceAccountToken":
                  {"path":"token","expirationSeconds":3600}}]}}]}}
 EOF
-"${k[@]}" -n "$ns" wait --for=condition=Ready pod/leaky --timeout=60s >/dev/null ||
+"${K[@]}" -n "$ns" wait --for=condition=Ready pod/leaky --timeout=60s >/dev/null ||
     fail "pod leaky not Ready"
-uid=$("${k[@]}" -n "$ns" get pod leaky -o 'jsonpath={.metadata.uid}')
-legacy_secret=$("${k[@]}" -n "$ns" get serviceaccount default -o 'jsonpath={.secrets[0].name}')
+uid=$("${K[@]}" -n "$ns" get pod leaky -o 'jsonpath={.metadata.uid}')
+legacy_secret=$("${K[@]}" -n "$ns" get serviceaccount default -o 'jsonpath={.secrets[0].name}')
 legacy_token=$(sa_token default)
 
 # Play the provider on the Core service, as a provider would (root may
@@ -344,15 +341,15 @@ for p in /metrics /metrics/resource /stats/summary /pods; do
     [ "$(api "$p" "${admin[@]}")" = 200 ] || fail "$p: $(cat "$dir/body")"
     cp "$dir/body" "$dir/seen-${p//\//_}"
 done
-"${k[@]}" -n "$ns" get pod leaky -o json >"$dir/seen-pod"
+"${K[@]}" -n "$ns" get pod leaky -o json >"$dir/seen-pod"
 
 # Gone: its ConfigMap is refused from then on.
-"${k[@]}" -n "$ns" delete pod leaky --wait=false >/dev/null
+"${K[@]}" -n "$ns" delete pod leaky --wait=false >/dev/null
 configmap_refused() { [ "$(core_call configmap "$ns" cm)" = PERMISSION_DENIED ]; }
 wait_for 60 "ConfigMap cm still served after its pod was deleted" configmap_refused
 
-"${k[@]}" get events -A -o json >"$dir/seen-events"
-"${k[@]}" get node "$node" -o json >"$dir/seen-node"
+"${K[@]}" get events -A -o json >"$dir/seen-events"
+"${K[@]}" get node "$node" -o json >"$dir/seen-node"
 grep -q 'level=debug component=core' "$dir/core.log" || fail "the core did not log at debug"
 grep -q 'component=mock msg=handshake' "$dir/core.log" || fail "no provider log in $dir/core.log"
 for needle in "$secret_value" "$config_value" "$projected_token" "$legacy_token" \

@@ -20,10 +20,10 @@
 #        provider's pods keep their start times, the API's their uids).
 set -uo pipefail
 
-BUILD=${1:-${VKC_BIN_DIR:+$(dirname "$VKC_BIN_DIR")}}
-BUILD=${BUILD:-build}
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-cd "$ROOT" || exit 1
+# shellcheck source=tests/integration/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+BUILD=$(lib_build_dir "${1:-}")
+cd "$LIB_ROOT" || exit 1
 BIN=$BUILD/bin
 NS=vkc-sidecar-test
 NPODS=5
@@ -45,16 +45,6 @@ fail() {
 	exit 1
 }
 
-stop() { # PID [signal]: stop a process we started and reap it
-	local pid=$1 sig=${2:-TERM}
-	[[ -n $pid ]] || return 0
-	kill "-$sig" "$pid" 2>/dev/null
-	for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-	kill -KILL "$pid" 2>/dev/null
-	wait "$pid" 2>/dev/null
-	return 0
-}
-
 cleanup() {
 	if [[ -n ${K:-} ]]; then
 		"${K[@]}" delete namespace "$NS" --wait=false >/dev/null 2>&1
@@ -63,15 +53,14 @@ cleanup() {
 			"${K[@]}" delete -f contrib/deploy/rbac.yaml -f contrib/deploy/serviceaccount.yaml \
 				--ignore-not-found >/dev/null 2>&1
 			"${K[@]}" -n "$NS" delete pods --all --grace-period=0 --force >/dev/null 2>&1
-			"${K[@]}" delete node "$RBAC_NODE" --ignore-not-found >/dev/null 2>&1
-			"${K[@]}" -n kube-node-lease delete lease "$RBAC_NODE" --ignore-not-found >/dev/null 2>&1
+			lib_delete_node "$RBAC_NODE"
 		fi
 		[[ -n $DEPLOY_NS_CREATED ]] &&
 			"${K[@]}" delete -f contrib/deploy/namespace.yaml --wait=false >/dev/null 2>&1
 	fi
-	stop "$RBAC_CORE_PID"
-	stop "$CORE_PID"
-	stop "$PROV_PID"
+	lib_stop "$RBAC_CORE_PID" TERM 10
+	lib_stop "$CORE_PID" TERM 10
+	lib_stop "$PROV_PID" TERM 10
 	[[ -n $OWN_CLUSTER ]] && tests/cluster/down.sh "$OWN_CLUSTER" >/dev/null 2>&1
 	rm -rf "$WORK"
 }
@@ -80,27 +69,9 @@ trap cleanup EXIT
 [[ -x $BIN/vkc-core && -x $BIN/vkc-provider-mock ]] || fail "build $BIN first"
 
 # ---- the control plane ---------------------------------------------------------------
-if [[ -n ${VKC_CLUSTER_DIR:-} && -s $VKC_CLUSTER_DIR/env ]]; then
-	CLUSTER=$VKC_CLUSTER_DIR
-else
-	CLUSTER=$WORK/cluster
-	OWN_CLUSTER=$CLUSTER
-	log "starting a control plane"
-	tests/cluster/build.sh >/dev/null || fail "cannot build the control plane"
-	tests/cluster/up.sh "$CLUSTER" >"$WORK/up.log" 2>&1 || { tail -n 20 "$WORK/up.log"; fail "no control plane"; }
-fi
-# shellcheck disable=SC1091
-. "$CLUSTER/env"
-K=("$VKC_KUBECTL" --kubeconfig "$VKC_ADMIN_KUBECONFIG" --request-timeout=30s)
+lib_use_cluster "$WORK"
+lib_kubectl 30s
 NODE=$VKC_NODE_NAME
-
-free_port() {
-	local p
-	while :; do
-		p=$((20000 + RANDOM % 12000))
-		! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && { echo "$p"; return; }
-	done
-}
 
 # Python stubs for talking to the provider directly, as the core does.
 mkdir -p "$WORK/py"
@@ -184,27 +155,17 @@ for check in "get secrets" "create pods" "delete nodes" "update nodes" "patch po
 	[[ $("${K[@]}" auth can-i --as "$SA" $check 2>/dev/null) == no ]] || fail "the ClusterRole allows more than needed: $check"
 done
 
-"${K[@]}" delete namespace "$NS" --wait=true >/dev/null 2>&1
-"${K[@]}" create namespace "$NS" >/dev/null || fail "cannot create namespace $NS"
-for _ in $(seq 150); do
-	[[ -n $("${K[@]}" -n "$NS" get sa default -o 'jsonpath={.secrets[0].name}' 2>/dev/null) ]] && break
-	sleep 0.2
-done
+lib_fresh_namespace "$NS" 30 # no token: the pods say what is missing
 "${K[@]}" -n "$NS" create configmap sidecar-config --from-literal=greeting=hello >/dev/null ||
 	fail "cannot create the ConfigMap"
 
-RPORT=$(free_port)
+RPORT=$(lib_free_port)
 "$BIN/vkc-core" --nodename "$RBAC_NODE" --kubeconfig "$WORK/sa.kubeconfig" \
 	--provider-cmd "$BIN/vkc-provider-mock" --socket-dir "$WORK/rbac-run" \
 	--listen-port "$RPORT" --node-ip 127.0.0.1 --authentication-token-webhook \
 	--authorization-mode Webhook --log-level debug >"$WORK/rbac-core.log" 2>&1 &
 RBAC_CORE_PID=$!
-for i in $(seq 120); do
-	kill -0 "$RBAC_CORE_PID" 2>/dev/null || fail "vkc-core as the ServiceAccount exited"
-	[[ $("${K[@]}" get node "$RBAC_NODE" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]] && break
-	((i == 120)) && fail "node $RBAC_NODE (ServiceAccount credentials) never became Ready"
-	sleep 0.5
-done
+lib_wait_node_ready "$RBAC_NODE" "$RBAC_CORE_PID" 60
 "${K[@]}" -n "$NS" apply -f - >/dev/null <<EOF || fail "cannot create the RBAC pod"
 apiVersion: v1
 kind: Pod
@@ -227,7 +188,7 @@ if grep -Eq 'status=403|Forbidden|forbidden' "$WORK/rbac-core.log"; then
 	grep -E 'status=403|Forbidden|forbidden' "$WORK/rbac-core.log" | head -n 5 >&2
 	fail "the API server refused a request of the core running as the ServiceAccount"
 fi
-stop "$RBAC_CORE_PID"
+lib_stop "$RBAC_CORE_PID" TERM 10
 RBAC_CORE_PID=
 "${K[@]}" delete node "$RBAC_NODE" >/dev/null 2>&1
 log "(a) ok: dry run of 7 objects; the ClusterRole runs a node and a pod, nothing refused"
@@ -236,7 +197,7 @@ log "(a) ok: dry run of 7 objects; the ClusterRole runs a node and a pod, nothin
 PDIR=$WORK/provider # 0700, like the pod's emptyDir is private to the pod
 mkdir -m 700 "$PDIR"
 PSOCK=$PDIR/provider.sock
-KPORT=$(free_port)
+KPORT=$(lib_free_port)
 
 start_provider() {
 	"$BIN/vkc-provider-mock" --listen "unix:$PSOCK" >>"$WORK/provider.log" 2>&1 &
@@ -271,7 +232,7 @@ $want"
 		sleep 0.5
 	done
 }
-metrics() { "${K[@]}" get --raw "/api/v1/nodes/$NODE/proxy/metrics"; }
+metrics() { lib_node_metrics "$NODE"; }
 count_metric() { # NAME LABEL-SUBSTRING: sum of the matching series (0 if none)
 	metrics | awk -v n="$1" -v l="$2" 'index($1, n "{") == 1 && index($1, l) {s += $2} END {print s + 0}'
 }
@@ -279,12 +240,7 @@ count_metric() { # NAME LABEL-SUBSTRING: sum of the matching series (0 if none)
 log "(b) provider on $PSOCK, vkc-core --provider-socket as $NODE"
 start_provider
 start_core
-for i in $(seq 120); do
-	kill -0 "$CORE_PID" 2>/dev/null || fail "vkc-core exited"
-	[[ $("${K[@]}" get node "$NODE" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]] && break
-	((i == 120)) && fail "node $NODE never became Ready"
-	sleep 0.5
-done
+lib_wait_node_ready "$NODE" "$CORE_PID" 60
 for i in $(seq "$NPODS"); do
 	cat <<EOF
 ---
@@ -351,6 +307,20 @@ log "(b) provider killed and restarted at once: the core noticed and resynced"
 # and once per empty provider).
 creates=$(count_metric reconcile_total 'op="create",result="ok"')
 ((creates >= 3 * NPODS)) || fail "reconcile_total counts $creates creates, want >= $((3 * NPODS)): $(metrics | grep reconcile_total)"
+# Each empty provider ran the pods' containers again: the API counts those
+# as restarts (the kubelet's rule; core/podstatus.c). Wait until the counts
+# are written and settled: the core restart must leave them as they are.
+restart_counts() {
+	"${K[@]}" -n "$NS" get pods -o 'jsonpath={range .items[*]}{.status.containerStatuses[0].restartCount}{" "}{end}'
+}
+restarts0=
+for i in $(seq 40); do
+	r=$(restart_counts)
+	[[ $r =~ ^([1-9][0-9]* )+$ && $r == "$restarts0" ]] && break
+	((i == 40)) && fail "restart counts after the provider restarts: '$r', want all >= 1 and settled"
+	restarts0=$r
+	sleep 0.5
+done
 before=$(provider_pods "$PSOCK" | grep "^$NS/" | sort)
 kill9 "$CORE_PID"
 CORE_PID=
@@ -384,8 +354,8 @@ $before
 ->
 $now"
 [[ $(api_pods | awk '{print $1, $2}') == "$uids0" ]] || fail "pods were recreated in the API"
-restarts=$("${K[@]}" -n "$NS" get pods -o 'jsonpath={range .items[*]}{.status.containerStatuses[0].restartCount}{" "}{end}')
-[[ $restarts =~ ^(0 )+$ ]] || fail "container restart counts: $restarts"
+restarts=$(restart_counts)
+[[ $restarts == "$restarts0" ]] || fail "restart counts changed across the core restart: $restarts0 -> $restarts"
 log "(b) core killed and restarted: the $NPODS pods were adopted (no create, no delete)"
 
 # -- pods still work end to end: delete one through the API ---------------------------------
