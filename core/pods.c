@@ -57,6 +57,12 @@ static const char *const op_failed_reasons[] = {
     "ProviderCreateFailed", "ProviderUpdateFailed", "ProviderDeleteFailed", "",
 };
 
+/* Why a status from the provider was not applied: provider_status_dropped_total's
+ * reason label. */
+enum drop_reason { DROP_UNKNOWN_POD, DROP_UID_MISMATCH, DROP_MALFORMED, DROP_REASONS };
+static const char *const drop_reasons[] = {"unknown_pod", "uid_mismatch", "malformed"};
+#define DROP_WARN_S 60.0
+
 /* Failure streaks already reported, one bit each. */
 enum {
     STREAK_CREATE = 1 << OP_CREATE,
@@ -147,7 +153,13 @@ struct pods {
     char *alloc_cpu, *alloc_memory, *alloc_storage, *host_ip;
     unsigned api_failing;
 
-    metric *known, *reconciles;
+    metric *known, *reconciles, *dropped;
+    /* Statuses dropped, per drop_reason: counted since the last warning,
+     * which comes at most every DROP_WARN_S. */
+    struct {
+        unsigned long count;
+        double warned;     /* ev_now of the last warning; 0: none yet */
+    } drops[DROP_REASONS];
 };
 
 typedef struct job {
@@ -1027,6 +1039,25 @@ static enum reconcile_result process(void *ud, const char *key)
 
 /* ---- statuses ---------------------------------------------------------------------- */
 
+/* A status the provider sent that cannot be applied: counted, and said at
+ * most once a minute per reason with one example, since a provider that
+ * sends them may send hundreds a second (its bug, or a pod it lost track
+ * of) and the log must stay readable. */
+static void drop_status(pods *p, enum drop_reason why, const statusfeed_event *ev)
+{
+    metric_add(p->dropped, (const char *[]){drop_reasons[why]}, 1);
+    p->drops[why].count++;
+    double now = ev_now(p->loop);
+    if (p->drops[why].warned && now - p->drops[why].warned < DROP_WARN_S)
+        return;
+    char ns_v[LOGVAL_MAX], name_v[LOGVAL_MAX], uid_v[LOGVAL_MAX];
+    vk_warn("pod statuses from the provider dropped",
+            "reason=%s count=%lu example_ns=%s example_name=%s example_uid=%s", drop_reasons[why], p->drops[why].count, logval(ns_v, sizeof ns_v, ev->ns),
+            logval(name_v, sizeof name_v, ev->name), logval(uid_v, sizeof uid_v, ev->uid));
+    p->drops[why].count = 0;
+    p->drops[why].warned = now;
+}
+
 static void on_status(void *ud, const statusfeed_event *ev)
 {
     pods *p = ud;
@@ -1035,8 +1066,14 @@ static void on_status(void *ud, const statusfeed_event *ev)
         return;
     entry *e = find(p, key.data);
     vk_buf_free(&key);
-    if (!e)
-        return; /* not the API's: the resync deletes it */
+    if (!e) {
+        /* Neither the API's nor the provider's as far as the core knows.
+         * "Gone" is the normal end of a pod the core already forgot; and
+         * until the API was listed the core knows no pod at all. */
+        if (!ev->gone && p->synced)
+            drop_status(p, DROP_UNKNOWN_POD, ev);
+        return;
+    }
     if (ev->seq) {
         if (same_str(e->seq_uid, ev->uid) && ev->seq <= e->seq)
             return; /* older than what was applied */
@@ -1056,11 +1093,17 @@ static void on_status(void *ud, const statusfeed_event *ev)
         }
         return;
     }
-    if (!e->api || !same_str(e->api->uid, ev->uid))
+    if (!e->api || !same_str(e->api->uid, ev->uid)) {
+        /* The incarnation the provider runs (an orphan being deleted, the
+         * old pod of a recreated name) may report until it is gone; any
+         * other is one neither side has. */
+        if (!same_str(e->prov_uid, ev->uid))
+            drop_status(p, DROP_UID_MISMATCH, ev);
         return;
+    }
     yajl_val st = vk_json_parse(ev->status_json, ev->len, NULL, 0);
     if (!YAJL_IS_OBJECT(st)) {
-        vk_debug("malformed pod status from the provider", "pod=%s", e->key);
+        drop_status(p, DROP_MALFORMED, ev);
         yajl_tree_free(st);
         return;
     }
@@ -1249,10 +1292,11 @@ static void forget_sequences(pods *p)
 
 /* The status stream broke and is back: maybe a provider restarted behind
  * the supervisor's back. Its pods are listed again. */
-static void feed_reopened(void *ud)
+static void feed_reopened(void *ud, bool quiet)
 {
     pods *p = ud;
-    vk_info("pod status stream reopened; listing the provider's pods again", "node=%s", p->node);
+    vk_log(quiet ? VK_LOG_DEBUG : VK_LOG_INFO,
+           "pod status stream reopened; listing the provider's pods again", "node=%s", p->node);
     forget_sequences(p);
     start_resync(p);
 }
@@ -1325,6 +1369,8 @@ pods *pods_start(const pods_config *cfg)
                                  "Pods bound to the node, as the API server lists them.", NULL);
         p->reconciles = metrics_counter(cfg->metrics, "reconcile_total",
                                         "Pod reconcile steps, by operation and result.", "op,result");
+        p->dropped = metrics_counter(cfg->metrics, "provider_status_dropped_total",
+                                     "Pod statuses from the provider dropped, by reason.", "reason");
     }
     reconciler_config rc = {
         .loop = p->loop,

@@ -16,19 +16,26 @@
 
 #include "log.h"
 #include "logval.h"
+#include "ratelimit.h"
 
 #define MAILBOX_MAX 256
 #define DEFAULT_POLL_S 5.0
-#define REOPEN_MS 1000
+/* A failing stream is reopened after 1 s, doubling up to 30 s: a provider
+ * that keeps failing WatchPodStatus costs a GetPods (see `reopened`) and a
+ * log line per attempt, so they must not come every second. A stream that
+ * delivered an event or stayed open REOPEN_HEALTHY_S worked: the next
+ * failure starts again from 1 s. */
+#define REOPEN_INITIAL_S 1.0
+#define REOPEN_MAX_S 30.0
+#define REOPEN_HEALTHY_S 30.0
 #define FULL_WAIT_MS 5
-#define POLL_TIMEOUT_MS 5000
 
 struct statusfeed {
     struct ev_loop *loop;
     provider_client *pc;
     vk_pool *pool;
     void (*deliver)(void *ud, const statusfeed_event *ev);
-    void (*reopened)(void *ud);
+    void (*reopened)(void *ud, bool quiet);
     size_t (*list)(void *ud, statusfeed_pod **pods);
     void *ud;
     bool stopping;             /* loop side: no more deliveries */
@@ -41,17 +48,30 @@ struct statusfeed {
     pthread_mutex_t lock;
     pthread_cond_t wake;
     pc_stream *stream;         /* the reader's current stream, under lock */
+    /* Reader thread only: attempts failed in a row, and the delay before
+     * the next one. */
+    unsigned failures;
+    struct backoff reopen;
 
-    /* poll */
+    /* poll: from the start, or once WatchPodStatus proved unimplemented */
+    double poll_every;
     ev_timer poll;
     bool polling;              /* a poll job is in flight */
 };
 
-/* One event on its way to the loop, in one allocation; or the news that
- * a stream was opened again. */
+/* What a letter carries to the loop. */
+enum letter_kind {
+    LETTER_EVENT,
+    LETTER_REOPENED,   /* a stream was opened again */
+    LETTER_POLL,       /* WatchPodStatus is not implemented: poll instead */
+};
+
+/* One event on its way to the loop, in one allocation; or news of the
+ * stream. */
 typedef struct letter {
     statusfeed *sf;
-    bool reopened;
+    enum letter_kind kind;
+    bool quiet;                /* LETTER_REOPENED in a failing streak */
     statusfeed_event ev;
     char data[];
 } letter;
@@ -80,14 +100,26 @@ static void nap(statusfeed *sf, int ms)
     pthread_mutex_unlock(&sf->lock);
 }
 
+static void start_polling(statusfeed *sf, double first);
+
 static void deliver_letter(void *arg)
 {
     letter *l = arg;
     statusfeed *sf = l->sf;
-    if (!sf->stopping && l->reopened)
-        sf->reopened(sf->ud);
-    else if (!sf->stopping)
-        sf->deliver(sf->ud, &l->ev);
+    if (!sf->stopping) {
+        switch (l->kind) {
+        case LETTER_EVENT:
+            sf->deliver(sf->ud, &l->ev);
+            break;
+        case LETTER_REOPENED:
+            sf->reopened(sf->ud, l->quiet);
+            break;
+        case LETTER_POLL:
+            /* At once: no status came since the provider came up. */
+            start_polling(sf, 0.);
+            break;
+        }
+    }
     free(l);
 }
 
@@ -103,7 +135,8 @@ static letter *make_letter(statusfeed *sf, const Vkc__Provider__V1__PodStatusEve
         return NULL;
     char *p = l->data;
     l->sf = sf;
-    l->reopened = false;
+    l->kind = LETTER_EVENT;
+    l->quiet = false;
     l->ev.ns = memcpy(p, ns, lns + 1);
     p += lns + 1;
     l->ev.name = memcpy(p, name, lname + 1);
@@ -134,10 +167,24 @@ static bool post(statusfeed *sf, letter *l)
     return true;
 }
 
+/* The stream works: a failing streak, if any, is over. */
+static void stream_healthy(statusfeed *sf)
+{
+    if (sf->failures)
+        vk_info("pod status stream recovered", "failures=%u", sf->failures);
+    sf->failures = 0;
+    backoff_reset(&sf->reopen);
+}
+
 static void read_stream(statusfeed *sf, pc_stream *s)
 {
     ProtobufCMessage *msg;
+    bool delivered = false;
     while (!atomic_load(&sf->stop) && pc_stream_next(s, &msg) == 1) {
+        if (!delivered) {
+            delivered = true;
+            stream_healthy(sf);
+        }
         letter *l = make_letter(sf, (Vkc__Provider__V1__PodStatusEvent *)msg);
         protobuf_c_message_free_unpacked(msg, NULL);
         if (!l) {
@@ -149,49 +196,75 @@ static void read_stream(statusfeed *sf, pc_stream *s)
     }
 }
 
-/* Tell the loop, in order with the events, that a new stream begins. */
-static bool post_reopened(statusfeed *sf)
+/* Tell the loop, in order with the events, that a new stream begins or
+ * that there will be none. */
+static bool post_news(statusfeed *sf, enum letter_kind kind)
 {
     letter *l = calloc(1, sizeof *l);
     if (!l)
         return false;
     l->sf = sf;
-    l->reopened = true;
+    l->kind = kind;
+    l->quiet = sf->failures > 1; /* the owner said it at the streak's first reopen */
     return post(sf, l);
+}
+
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static void *reader_main(void *arg)
 {
     statusfeed *sf = arg;
-    unsigned failures = 0, opened = 0;
+    unsigned opened = 0;
     while (!atomic_load(&sf->stop)) {
         pc_stream *s = NULL;
         vk_status st = {0, NULL};
         int code = pc_watch_pod_status(sf->pc, &s, &st);
         if (code == VK_OK) {
+            double since = mono_now();
             pthread_mutex_lock(&sf->lock);
             sf->stream = s;
             bool stopped = atomic_load(&sf->stop);
             pthread_mutex_unlock(&sf->lock);
-            if (!stopped && (!opened++ || post_reopened(sf)))
+            if (!stopped && (!opened++ || post_news(sf, LETTER_REOPENED)))
                 read_stream(sf, s);
             pthread_mutex_lock(&sf->lock);
             sf->stream = NULL;
             pthread_mutex_unlock(&sf->lock);
             code = pc_stream_finish(s, &st);
             pc_stream_free(s);
+            if (mono_now() - since >= REOPEN_HEALTHY_S)
+                stream_healthy(sf);
         }
         if (atomic_load(&sf->stop)) {
             vk_status_clear(&st);
             break;
         }
         char msg_v[LOGVAL_MAX];
-        enum vk_log_level level = failures++ ? VK_LOG_DEBUG : VK_LOG_WARN;
+        if (code == VK_UNIMPLEMENTED) {
+            /* Declared but not served: reopening cannot help, and without
+             * statuses new pods would stay Pending. Polling GetPodStatus
+             * works with any provider; this one gets it until it restarts. */
+            vk_warn("provider WatchPodStatus is not implemented; polling GetPodStatus", "code=%s error=%s",
+                    vk_status_code_name(code), logval(msg_v, sizeof msg_v, st.message ? st.message : ""));
+            vk_status_clear(&st);
+            if (!post_news(sf, LETTER_POLL) && !atomic_load(&sf->stop))
+                vk_error("cannot switch to polling pod statuses", "reason=%s", "out-of-memory");
+            break;
+        }
+        /* A streak is said once at warn; its further attempts at debug. */
+        enum vk_log_level level = sf->failures++ ? VK_LOG_DEBUG : VK_LOG_WARN;
+        double delay = backoff_next(&sf->reopen);
         if (vk_log_enabled(level))
-            vk_log(level, "pod status stream ended; reopening", "code=%s error=%s",
-                   vk_status_code_name(code), logval(msg_v, sizeof msg_v, st.message ? st.message : ""));
+            vk_log(level, "pod status stream ended; reopening", "code=%s error=%s failures=%u in=%.0fms",
+                   vk_status_code_name(code), logval(msg_v, sizeof msg_v, st.message ? st.message : ""),
+                   sf->failures, delay * 1000);
         vk_status_clear(&st);
-        nap(sf, REOPEN_MS);
+        nap(sf, (int)(delay * 1000));
     }
     return NULL;
 }
@@ -259,6 +332,16 @@ static void poll_done(void *arg)
         free_feed(sf);
 }
 
+static void poll_cb(struct ev_loop *loop, ev_timer *w, int revents);
+
+/* Poll every interval, the first time after `first` seconds. */
+static void start_polling(statusfeed *sf, double first)
+{
+    ev_timer_init(&sf->poll, poll_cb, first, sf->poll_every);
+    sf->poll.data = sf;
+    ev_timer_start(sf->loop, &sf->poll);
+}
+
 static void poll_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
@@ -299,13 +382,12 @@ statusfeed *statusfeed_start(const statusfeed_config *cfg)
     sf->ud = cfg->ud;
     pthread_mutex_init(&sf->lock, NULL);
     pthread_cond_init(&sf->wake, NULL);
+    sf->poll_every = cfg->poll_interval_s > 0 ? cfg->poll_interval_s : DEFAULT_POLL_S;
     if (!cfg->watch) {
-        double every = cfg->poll_interval_s > 0 ? cfg->poll_interval_s : DEFAULT_POLL_S;
-        ev_timer_init(&sf->poll, poll_cb, every, every);
-        sf->poll.data = sf;
-        ev_timer_start(sf->loop, &sf->poll);
+        start_polling(sf, sf->poll_every);
         return sf;
     }
+    backoff_init(&sf->reopen, REOPEN_INITIAL_S, REOPEN_MAX_S, 0);
     sf->mailbox = vk_mailbox_new(sf->loop, MAILBOX_MAX);
     if (!sf->mailbox || pthread_create(&sf->thread, NULL, reader_main, sf) != 0) {
         vk_error("cannot start the pod status reader", "reason=%s", "resources");

@@ -6,12 +6,14 @@
  * bounded mailbox. When the mailbox is full the thread waits, which stops
  * it reading, which lets gRPC flow control push back on the provider (who
  * coalesces per pod). A stream that ends while the feed runs is opened
- * again after a second, and `reopened` is called before its first event:
- * the provider may have restarted without the supervisor noticing (a
- * sidecar restarted between two pings), so sequences seen so far mean
- * nothing any more and the owner should list the provider's pods again.
+ * again, after 1 s doubling to 30 s while it keeps failing, and `reopened`
+ * is called before its first event: the provider may have restarted
+ * without the supervisor noticing (a sidecar restarted between two pings),
+ * so sequences seen so far mean nothing any more and the owner should list
+ * the provider's pods again.
  *
- * Otherwise the feed polls: every interval, one pool job calls
+ * Otherwise, and once a WatchPodStatus the provider declared answers
+ * UNIMPLEMENTED, the feed polls: every interval, one pool job calls
  * GetPodStatus for each pod the list callback names.
  *
  * One feed per provider "up"; statusfeed_stop at its "down".
@@ -47,10 +49,12 @@ typedef struct statusfeed_config {
     bool watch;                 /* the provider declared WatchPodStatus */
     vk_pool *pool;              /* runs the polls */
     double poll_interval_s;     /* 0: 5 */
-    /* Both on the loop. list fills a malloc'ed array (its strings
-     * malloc'ed too; the feed frees them) and returns its length. */
+    /* All on the loop. list fills a malloc'ed array (its strings
+     * malloc'ed too; the feed frees them) and returns its length.
+     * reopened's quiet: the stream failed again since the last reopen,
+     * already announced, so the owner need not log it again at info. */
     void (*deliver)(void *ud, const statusfeed_event *ev);
-    void (*reopened)(void *ud);
+    void (*reopened)(void *ud, bool quiet);
     size_t (*list)(void *ud, statusfeed_pod **pods);
     void *ud;
 } statusfeed_config;
