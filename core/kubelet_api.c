@@ -26,6 +26,7 @@
 
 #include "json.h"
 #include "log.h"
+#include "logval.h"
 
 #define DEFAULT_MAX_LOG_STREAMS 64
 #define LOG_QUEUE_CHUNKS 64
@@ -34,6 +35,11 @@
  * its error, so that an unknown container is a 404, not a 200 with an
  * empty body; a quiet followed log then gets its 200 anyway. */
 #define LOG_HEAD_GRACE 1.0
+/* A log that is not followed must get the provider's first chunk or its end
+ * within this long (the provider client's unary deadline): a provider that
+ * never answers must not hang `kubectl logs`. A followed log may stay quiet
+ * for as long as the container does. */
+#define LOG_ANSWER_DEADLINE 10.0
 #define MAX_SEGMENTS 6
 
 #define JSON_HEADERS "Content-Type: application/json\r\n"
@@ -109,7 +115,8 @@ struct log_stream {
     http_request *req;        /* NULL once the client went away */
     bool head_sent;
     bool provider_gone;       /* cancelled because the provider went down */
-    ev_timer grace;
+    bool timed_out;           /* cancelled at LOG_ANSWER_DEADLINE */
+    ev_timer grace;           /* LOG_HEAD_GRACE, or LOG_ANSWER_DEADLINE unless follow */
     pthread_t thread;
     provider_client *pc;
 
@@ -741,6 +748,10 @@ static void log_pump(log_stream *s)
          * only way left to tell the client its log is incomplete. */
         vk_debug("log stream failed", "code=%s", vk_status_code_name(s->code));
         http_close(s->req);
+    } else if (s->req && s->timed_out) {
+        reply_status(api, s->req, R_LOGS, 504,
+                     "the provider did not answer GetContainerLogs within %.0f s",
+                     LOG_ANSWER_DEADLINE);
     } else if (s->req && s->provider_gone) {
         reply_status(api, s->req, R_LOGS, 503, "the provider is not available");
     } else if (s->req && s->code != VK_OK) {
@@ -771,7 +782,26 @@ static void log_grace_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     log_stream *s = w->data;
-    log_begin(s);
+    if (s->msg.follow) {
+        log_begin(s);
+        return;
+    }
+    /* Not followed: the deadline. A chunk or the end the loop has not
+     * taken yet is an answer; a head already sent means chunks came. */
+    kubelet_api *api = s->api;
+    pthread_mutex_lock(&api->mu);
+    bool answered = s->head_sent || s->finished || s->count;
+    pthread_mutex_unlock(&api->mu);
+    if (answered)
+        return;
+    char ns_v[LOGVAL_MAX], pod_v[LOGVAL_MAX], ctr_v[LOGVAL_MAX];
+    vk_warn("provider GetContainerLogs did not answer; the log request fails",
+            "namespace=%s pod=%s container=%s waited_s=%.0f",
+            logval(ns_v, sizeof ns_v, s->ref.namespace_), logval(pod_v, sizeof pod_v, s->ref.name),
+            logval(ctr_v, sizeof ctr_v, s->msg.container), LOG_ANSWER_DEADLINE);
+    s->timed_out = true;
+    log_cancel(s);
+    log_pump(s);
 }
 
 static void wake_cb(struct ev_loop *loop, ev_async *w, int revents)
@@ -826,7 +856,8 @@ static void start_logs(call *c)
     s->msg.pod = &s->ref;
     s->pc = pc_ref(api->pc);
     s->req = req;
-    ev_timer_init(&s->grace, log_grace_cb, LOG_HEAD_GRACE, 0.);
+    ev_timer_init(&s->grace, log_grace_cb, s->msg.follow ? LOG_HEAD_GRACE : LOG_ANSWER_DEADLINE,
+                  0.);
     s->grace.data = s;
     pthread_cond_init(&s->cond, NULL);
     if (!s->ref.namespace_ || !s->ref.name || !s->msg.container ||

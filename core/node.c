@@ -43,6 +43,9 @@
 #define RETRY_MAX_S 30.0
 #define FEED_RETRY_INITIAL_S 1.0
 #define FEED_RETRY_MAX_S 30.0
+/* A fresh WatchNode sends the current Node first; one silent this long is
+ * treated as failing (GetNode polled) rather than trusted to speak later. */
+#define FEED_FIRST_NODE_S 5.0
 /* Conditions kept from the provider; the kubelet reports five. */
 #define MAX_CONDITIONS 32
 
@@ -93,7 +96,8 @@ typedef struct feed {
     pthread_cond_t wake;
     bool stop;
     pc_stream *stream;       /* while open; cancelled under lock */
-    /* The stream is down: the loop polls GetNode meanwhile. */
+    /* The stream is down, or has sent no Node since the feed started: the
+     * loop polls GetNode meanwhile. */
     atomic_bool failing;
 } feed;
 
@@ -130,6 +134,7 @@ struct node {
     pnode last;              /* the newest Node from any incarnation */
     feed *feed;
     ev_timer poll_timer;
+    ev_timer first_node_timer; /* FEED_FIRST_NODE_S after the feed started */
     bool poll_in_flight;
     unsigned provider_failing;
     bool bad_node_warned, bad_label_warned, bad_condition_warned;
@@ -973,6 +978,16 @@ static bool feed_sleep(feed *f, double s)
     return stop;
 }
 
+/* Loop side, posted by the reader: poll now if the feed still fails. The
+ * letter may outlive the feed that posted it; then n->feed is another feed
+ * or NULL, and an extra GetNode is harmless. */
+static void poll_failing(void *arg)
+{
+    node *n = arg;
+    if (n->feed && atomic_load(&n->feed->failing))
+        poll_now(n);
+}
+
 static void *feed_main(void *arg)
 {
     feed *f = arg;
@@ -1011,11 +1026,17 @@ static void *feed_main(void *arg)
         stopping = f->stop;
         pthread_mutex_unlock(&f->lock);
         atomic_store(&f->failing, true);
-        if (!stopping && failing++ == 0)
+        if (!stopping && failing++ == 0) {
             vk_warn("provider WatchNode failed; polling GetNode until it works again",
                     "node=%s code=%s error=%s", name_v,
                     vk_status_code_name(code),
                     logval(err_v, sizeof err_v, st.message ? st.message : ""));
+            /* A declared but unimplemented WatchNode will not get better:
+             * the Node should not wait a whole poll period for its first
+             * GetNode. (A full mailbox leaves it to the poll timer.) */
+            if (code == VK_UNIMPLEMENTED)
+                vk_post(f->n->mailbox, poll_failing, f->n);
+        }
         vk_status_clear(&st);
         if (stopping || feed_sleep(f, backoff_next(&b)))
             return NULL;
@@ -1039,6 +1060,8 @@ static void feed_start(node *n)
     pthread_condattr_destroy(&ca);
     if (pthread_create(&f->thread, NULL, feed_main, f) == 0) {
         n->feed = f;
+        ev_timer_set(&n->first_node_timer, FEED_FIRST_NODE_S, 0.);
+        ev_timer_start(n->loop, &n->first_node_timer);
         return;
     }
     pthread_cond_destroy(&f->wake);
@@ -1063,6 +1086,7 @@ static void feed_stop(node *n)
         pc_stream_cancel(f->stream);
     pthread_cond_signal(&f->wake);
     pthread_mutex_unlock(&f->lock);
+    ev_timer_stop(n->loop, &n->first_node_timer);
     pthread_join(f->thread, NULL);
     pthread_cond_destroy(&f->wake);
     pthread_mutex_destroy(&f->lock);
@@ -1139,6 +1163,23 @@ static void on_poll_timer(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
     if (!n->feed || atomic_load(&n->feed->failing))
         poll_now(n);
+}
+
+/* An open but silent WatchNode would otherwise leave the Node NotReady
+ * (ProviderDown) with nothing restarting anything: from now on the poll
+ * timer stands in, until the stream sends a Node (the reader then clears
+ * failing). */
+static void on_first_node_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    node *n = t->data;
+    (void)loop;
+    (void)revents;
+    if (!n->feed || n->provider_answered || atomic_load(&n->feed->failing))
+        return;
+    atomic_store(&n->feed->failing, true);
+    vk_warn("provider WatchNode sent no Node; polling GetNode until it does",
+            "node=%s waited_s=%.0f", n->name, FEED_FIRST_NODE_S);
+    poll_now(n);
 }
 
 /* ---- provider up and down ----------------------------------------------------------- */
@@ -1804,6 +1845,8 @@ node *node_new(const node_config *cfg, char *err, size_t errlen)
     pthread_mutex_init(&n->slot_lock, NULL);
     ev_init(&n->poll_timer, on_poll_timer);
     n->poll_timer.repeat = n->poll_period;
+    ev_init(&n->first_node_timer, on_first_node_timer);
+    n->first_node_timer.data = n;
     ev_init(&n->wait_timer, on_wait_timer);
     ev_init(&n->reg_timer, on_reg_timer);
     ev_init(&n->status_timer, on_status_timer);
@@ -1844,7 +1887,8 @@ node *node_new(const node_config *cfg, char *err, size_t errlen)
     if (parse_labels(n, cfg->labels, err, errlen) < 0)
         goto fail;
 
-    n->mailbox = vk_mailbox_new(n->loop, 1);
+    /* One Node hand-over and one poll_failing letter at most. */
+    n->mailbox = vk_mailbox_new(n->loop, 2);
     lease_config lc = {
         .kube = cfg->kube,
         .node_name = cfg->name,
@@ -1874,7 +1918,8 @@ void node_free(node *n)
     halt(n);
     cancel(n, &n->stop_req);
     ev_timer_stop(n->loop, &n->stop_timer);
-    /* Delivers a Node left in the mailbox: dropped, as we are stopping. */
+    /* Delivers a Node left in the mailbox: dropped, as we are stopping; a
+     * poll_failing letter finds no feed. */
     vk_mailbox_free(n->mailbox);
     if (n->slot)
         protobuf_c_message_free_unpacked(&n->slot->base, NULL);

@@ -46,13 +46,8 @@ OWN_CLUSTER=
 XFAILS=0
 # name: what the core should do and does not (see the report of issue #6)
 declare -A KNOWN=(
-	[ghost-logged]="core/pods.c on_status() drops statuses of unknown pods without a word"
 	[flood-writes-per-pod]="core/podstatus.c evaluate() writes again as soon as the last write returns: a flooding pod gets a status write per API round trip, the flood as a whole the main client's whole QPS budget"
 	[flood-logged]="nothing in the core notices a provider flooding WatchPodStatus"
-	[logs-hang-bounded]="core/kubelet_api.c log streams have no deadline: a provider that never answers GetContainerLogs hangs kubectl logs"
-	[watch-unimplemented-fallback]="core/statusfeed.c reader_main() keeps reopening an UNIMPLEMENTED WatchPodStatus and never falls back to GetPodStatus polling: new pods stay Pending"
-	[watch-reopen-backoff]="core/statusfeed.c reopens a failing WatchPodStatus every REOPEN_MS (1 s) without back-off, and core/pods.c feed_reopened() lists the provider (GetPods) and logs 2 info lines each time"
-	[watchnode-hang-ready]="core/node.c on_poll_timer() polls GetNode only while WatchNode fails, not while it is silent: the node stays NotReady (ProviderDown)"
 )
 
 log() { echo "[test_bad_provider $(date +%T)] $*" >&2; }
@@ -301,7 +296,7 @@ expect watch-unimplemented-fallback "$([[ $phase == Running ]]; echo $?)" \
 	"a pod starts when WatchPodStatus is UNIMPLEMENTED (p4 $phase after $((SECONDS - start)) s)"
 n=$(count_log 'msg="pod status stream reopened; listing the provider.s pods again"')
 expect watch-reopen-backoff $((n > 10)) "an UNIMPLEMENTED WatchPodStatus is not reopened (with a GetPods each time) every second ($n times in $((SECONDS - start)) s)"
-grep -q 'level=warn component=core msg="pod status stream ended; reopening" code=UNIMPLEMENTED' "$CORE_LOG" ||
+grep -q 'level=warn component=core msg="provider WatchPodStatus is not implemented; polling GetPodStatus" code=UNIMPLEMENTED' "$CORE_LOG" ||
 	fail "no warning that WatchPodStatus is UNIMPLEMENTED"
 "${K[@]}" -n "$NS" delete pod p4 --grace-period=0 --force >/dev/null 2>&1
 alive "after the hanging RPCs"
