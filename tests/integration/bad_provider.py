@@ -33,9 +33,7 @@ import os
 import random
 import signal
 import string
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from concurrent import futures
@@ -54,25 +52,9 @@ GHOST_IP = "10.66.6.6"     # the podIP of every ghost status: must never reach t
 JUNK = b"\x12\xffabc"
 
 
-def load_stubs():
-    """Generate provider_pb2*.py from proto/ unless they are up to date."""
-    out = os.environ.get("VKC_PYTHON_STUBS", os.path.join(REPO, "build", "python"))
-    proto, stub = os.path.join(REPO, "proto", "provider.proto"), out + "/provider_pb2_grpc.py"
-    if not os.path.exists(stub) or os.path.getmtime(stub) < os.path.getmtime(proto):
-        os.makedirs(out, exist_ok=True)
-        tmp = tempfile.mkdtemp(dir=out)  # then renamed into place: no half-written stubs
-        subprocess.run(["protoc", "-I", os.path.dirname(proto), "--python_out", tmp,
-                        "--grpc_python_out", tmp, proto,
-                        "--plugin=protoc-gen-grpc_python=/usr/bin/grpc_python_plugin"], check=True)
-        for name in os.listdir(tmp):
-            os.replace(os.path.join(tmp, name), os.path.join(out, name))
-        os.rmdir(tmp)
-    sys.path.insert(0, out)
-
-
-load_stubs()
-import provider_pb2 as pb  # noqa: E402
-import provider_pb2_grpc as pbg  # noqa: E402
+# The stubs, generated from proto/ as the Python provider does it.
+sys.path.insert(0, os.path.join(REPO, "contrib", "python-provider"))
+from provider import pb, pbg  # noqa: E402
 
 
 def log(msg, **kv):

@@ -248,28 +248,14 @@ int main(int argc, char **argv)
     yajl_val probe = vk_json_parse(pod_text, pod_len, NULL, 0);
     size_t tree = heap_used() - before;
     yajl_tree_free(probe);
-    /* Without managedFields: what stripping them on receipt would keep. */
-    yajl_val md = vk_json_member(pod, "metadata");
+    /* Without managedFields: what the pod cache keeps (podstatus.h). */
+    packed_json pk = {0};
     vk_buf stripped = VK_BUF_INIT;
-    vk_jw_begin(&w, &stripped);
-    vk_jw_map_open(&w);
-    for (size_t i = 0; i < pod->u.object.len; i++) {
-        vk_jw_str(&w, pod->u.object.keys[i]);
-        if (pod->u.object.values[i] != md) {
-            vk_jw_tree(&w, pod->u.object.values[i]);
-            continue;
-        }
-        vk_jw_map_open(&w);
-        for (size_t j = 0; j < md->u.object.len; j++) {
-            if (!strcmp(md->u.object.keys[j], "managedFields"))
-                continue;
-            vk_jw_str(&w, md->u.object.keys[j]);
-            vk_jw_tree(&w, md->u.object.values[j]);
-        }
-        vk_jw_map_close(&w);
+    if (packed_set_tree(&pk, pod) < 0 || packed_get(&pk, &stripped) < 0) {
+        fprintf(stderr, "micro: cannot pack the pod\n");
+        return 1;
     }
-    vk_jw_map_close(&w);
-    vk_jw_end(&w);
+    packed_clear(&pk);
     before = heap_used();
     probe = vk_json_parse(stripped.data, stripped.len, NULL, 0);
     size_t tree_stripped = heap_used() - before;
