@@ -8,6 +8,9 @@
 # BUILD selects the output tree, SAN=1 adds the sanitizers.
 
 BUILD   ?= build
+
+# The first rule below is a generated file's; plain `make` builds everything.
+.DEFAULT_GOAL := all
 SAN     ?= 0
 CC      ?= cc
 

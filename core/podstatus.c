@@ -31,6 +31,14 @@
 #define RETRY_MAX_S 30.0
 /* Conflicts in a row answered by an immediate re-read; beyond, back off. */
 #define MAX_QUICK_CONFLICTS 3
+/* A pod whose status changes more often than this in a second floods: a
+ * write per API round trip would give it the client's whole QPS budget
+ * and say nothing anyone can read. Its writes are then spaced by
+ * FLOOD_INTERVAL_S (the newest status always goes out) until a second
+ * passes with fewer changes. */
+#define FLOOD_CHANGES_PER_S 10
+#define FLOOD_INTERVAL_S 1.0
+#define FLOOD_WARN_EVERY_S 60.0
 
 typedef struct slot {
     struct slot *next;
@@ -49,7 +57,11 @@ typedef struct slot {
     bool dirty;                    /* look again when req completes */
     unsigned conflicts;
     struct backoff backoff;
-    ev_timer retry;
+    ev_timer retry;                /* back-off, or the flood's pacing */
+    ev_tstamp window;              /* start of the second changes counts */
+    unsigned changes;              /* desired status changes in it */
+    bool flooding;
+    ev_tstamp last_write, warned;  /* 0: never */
 } slot;
 
 struct podstatus {
@@ -59,6 +71,7 @@ struct podstatus {
     podstatus_peek_fn peek;
     void *ud;
     metric *writes;
+    metric *floods;
     slot *buckets[BUCKETS];
     unsigned failing;
 };
@@ -215,6 +228,29 @@ static void succeeded(podstatus *ps)
     if (ps->failing)
         vk_info("pod status writes work again", "failures=%u", ps->failing);
     ps->failing = 0;
+}
+
+/* One more change of the desired status: decide whether the pod floods,
+ * and say so, at most once a minute per pod. */
+static void count_change(slot *s)
+{
+    podstatus *ps = s->ps;
+    ev_tstamp now = ev_now(ps->loop);
+    if (now - s->window >= 1.0) {
+        s->flooding = s->changes > FLOOD_CHANGES_PER_S && now - s->window < 2.0;
+        s->window = now;
+        s->changes = 0;
+    }
+    if (++s->changes <= FLOOD_CHANGES_PER_S || s->flooding)
+        return;
+    s->flooding = true;
+    metric_add(ps->floods, NULL, 1);
+    if (s->warned && now - s->warned < FLOOD_WARN_EVERY_S)
+        return;
+    s->warned = now;
+    char pod_v[LOGVAL_MAX];
+    vk_warn("provider floods a pod's status; writing it once a second", "pod=%s changes_per_s_over=%d",
+            logval(pod_v, sizeof pod_v, s->key), FLOOD_CHANGES_PER_S);
 }
 
 static void retry_later(slot *s)
@@ -594,6 +630,7 @@ static void write_status(slot *s, yajl_val pod, uint64_t api_hash)
     if (vk_buf_printf(&path, "/api/v1/namespaces/%s/pods/%s/status", s->ns, s->name) == 0 &&
         write_pod(&body, pod, desired) == 0) {
         s->writing = s->desired_hash;
+        s->last_write = ev_now(ps->loop);
         s->req = kube_request(ps->kube, "PUT", path.data, NULL, body.data, body.len, 0,
                               write_done, s);
     } else {
@@ -617,7 +654,15 @@ static void evaluate(slot *s)
         return;
     }
     if (ev_is_active(&s->retry))
-        return; /* backing off; the timer evaluates */
+        return; /* backing off or pacing; the timer evaluates */
+    if (s->flooding) {
+        ev_tstamp wait = s->last_write + FLOOD_INTERVAL_S - ev_now(ps->loop);
+        if (wait > 0) {
+            ev_timer_set(&s->retry, wait, 0.);
+            ev_timer_start(ps->loop, &s->retry);
+            return;
+        }
+    }
     podstatus_view v;
     bool from_fresh;
     if (!base_view(s, &v, &from_fresh) || !s->desired.z || !s->uid ||
@@ -646,9 +691,14 @@ podstatus *podstatus_new(const podstatus_config *cfg)
     ps->lookup = cfg->lookup;
     ps->peek = cfg->peek;
     ps->ud = cfg->ud;
-    if (cfg->metrics)
+    if (cfg->metrics) {
         ps->writes = metrics_counter(cfg->metrics, "status_writes_total",
                                      "Pod status writes to the API server, by result.", "result");
+        ps->floods = metrics_counter(cfg->metrics, "status_floods_total",
+                                     "Times a pod's status changed more than 10 times in a "
+                                     "second; its writes are then paced to one a second.",
+                                     NULL);
+    }
     return ps;
 }
 
@@ -693,6 +743,8 @@ int podstatus_set(podstatus *ps, const char *key, const char *uid, yajl_val stat
     yajl_tree_free(status);
     if (rc < 0)
         return -1;
+    if (h != s->desired_hash)
+        count_change(s);
     s->desired_hash = h;
     evaluate(s);
     return 0;
