@@ -1,8 +1,9 @@
 #!/bin/bash
-# kubectl against a vkc node, through the real API server: logs, exec (exit
-# codes, stdin), port-forward and stats, as users reach a node's containers.
-# The API server forwards each request to vkc's kubelet API (SPDY for this
-# kubectl 1.20) and vkc to the mock provider.
+# kubectl against a vkc node, through the real API server: logs (--tail,
+# --since, --since-time, -f), exec (exit codes, stdin), attach, port-forward
+# and the stats summary, as users reach a node's containers. The API server
+# forwards each request to vkc's kubelet API (SPDY for this kubectl 1.20) and
+# vkc to the mock provider; ws_apiserver.py does exec and logs over WebSocket.
 #   tests/integration/test_kubectl.sh BUILD
 set -euo pipefail
 
@@ -45,24 +46,63 @@ lib_wait_node_ready "$node" "$core" 120
 EOF
 "${K[@]}" wait --for=condition=Ready "pod/$pod" --timeout=60s >/dev/null || fail "pod not Ready"
 
-# logs, with options, and -f cut short by the client
+# logs, with options. The mock writes "TIME POD/CTR line K" every 200 ms.
 "${K[@]}" logs "$pod" --tail=2 | grep -q "$pod/app line" || fail "kubectl logs"
 [ "$("${K[@]}" logs "$pod" --tail=2 | wc -l)" -eq 2 ] || fail "kubectl logs --tail=2"
-timeout 2 "${K[@]}" logs -f "$pod" >"$dir/follow" || true
-[ "$(wc -l <"$dir/follow")" -ge 3 ] || fail "kubectl logs -f delivered $(wc -l <"$dir/follow") lines in 2 s"
+# --since and --since-time need a log longer than their window: 30 lines, 6 s.
+for _ in $(seq 1 50); do
+    [ "$("${K[@]}" logs "$pod" | wc -l)" -ge 30 ] && break
+    sleep 0.2
+done
+all=$("${K[@]}" logs "$pod" | wc -l)
+recent=$("${K[@]}" logs "$pod" --since=1s | wc -l)
+# 1 s before the mock reads the request is 5 or 6 lines; 10 leaves room.
+((all >= 30 && recent >= 1 && recent <= 10)) ||
+    fail "kubectl logs --since=1s: $recent lines of $all"
+since=$(date -u -d "@$(($(date +%s) - 2))" +%Y-%m-%dT%H:%M:%SZ)
+"${K[@]}" logs "$pod" --since-time="$since" >"$dir/since"
+"${K[@]}" logs "$pod" >"$dir/all"
+first=$(sed -n '1s/.* line //p' "$dir/since")
+[[ $first -gt 1 && $(wc -l <"$dir/since") -lt $(wc -l <"$dir/all") ]] ||
+    fail "kubectl logs --since-time=$since: $(wc -l <"$dir/since") lines from line ${first:-none}"
+# It starts at the first line stamped $since or later: the one before is
+# older. Stamps are whole seconds in the format of $since, so compare as text.
+at=$(head -n 1 "$dir/since" | cut -d' ' -f1)
+before=$(grep " line $((first - 1))\$" "$dir/all" | cut -d' ' -f1)
+[[ ! $at < $since && $before < $since ]] ||
+    fail "kubectl logs --since-time=$since began at line $first ($at), the line before is at $before"
+# -f from the last line: newer lines must arrive, in order, while it runs.
+# 4 s: 20 lines, of which kubectl's start on a busy machine may cost some.
+timeout 4 "${K[@]}" logs --tail=1 -f "$pod" >"$dir/follow" || true
+sed 's/.* line //' "$dir/follow" >"$dir/follow.n"
+n=$(wc -l <"$dir/follow.n")
+[[ $n -ge 5 && $(tail -n 1 "$dir/follow.n") -eq $(($(head -n 1 "$dir/follow.n") + n - 1)) ]] ||
+    fail "kubectl logs --tail=1 -f gave in 4 s the lines $(tr '\n' ' ' <"$dir/follow.n")"
 
 # exec: output, exit codes, stdin
 [ "$("${K[@]}" exec "$pod" -- echo hello vkc)" = "hello vkc" ] || fail "kubectl exec echo"
 rc=0
-"${K[@]}" exec "$pod" -- sh -c 'exit 3' || rc=$?
-[ "$rc" -eq 3 ] || fail "kubectl exec exit code: $rc, want 3"
+"${K[@]}" exec "$pod" -- sh -c 'exit 3' 2>"$dir/err" || rc=$?
+[ "$rc" -eq 3 ] || fail "kubectl exec exit code: $rc, want 3: $(cat "$dir/err")"
 [ "$(printf 'from stdin' | "${K[@]}" exec -i "$pod" -- cat)" = "from stdin" ] ||
     fail "kubectl exec -i with stdin"
+# The API server itself refuses a container not in the pod's spec: this
+# request never reaches vkc (the core's own 404 has a unit test).
 rc=0
 "${K[@]}" exec "$pod" -c nosuch -- echo x 2>"$dir/err" || rc=$?
 if [ "$rc" -eq 0 ] || ! grep -qi "not found\|nosuch" "$dir/err"; then
-    fail "exec into an unknown container: rc $rc, $(cat "$dir/err")"
+    fail "API server: exec into a container not in the spec: rc $rc, $(cat "$dir/err")"
 fi
+
+# attach: the mock's main process echoes its stdin; closing stdin ends attach.
+[ "$(printf 'to attach\n' | "${K[@]}" attach -i "$pod" 2>"$dir/err")" = "to attach" ] ||
+    fail "kubectl attach -i: $(cat "$dir/err")"
+[ "$(printf 'to app\n' | "${K[@]}" attach -i -c app "$pod" 2>"$dir/err")" = "to app" ] ||
+    fail "kubectl attach -i -c app: $(cat "$dir/err")"
+
+# exec and logs -f over WebSocket, as clients other than this kubectl speak
+/usr/bin/python3 "$(dirname "${BASH_SOURCE[0]}")/ws_apiserver.py" "$VKC_ADMIN_KUBECONFIG" \
+    default "$pod" app || fail "exec and logs over WebSocket through the API server"
 
 # port-forward: the mock echoes what it gets
 "${K[@]}" port-forward "pod/$pod" "$fwd:8080" >"$dir/pf.log" 2>&1 &
@@ -85,8 +125,54 @@ PY
 [ "$reply" = "ping through vkc" ] || fail "port-forward echoed [$reply]"
 
 # stats through the API server's node proxy
-"${K[@]}" get --raw "/api/v1/nodes/$node/proxy/stats/summary" | grep -q "\"nodeName\":\"$node\"" ||
-    fail "stats/summary does not name the node"
+"${K[@]}" get --raw "/api/v1/nodes/$node/proxy/stats/summary" >"$dir/summary" ||
+    fail "stats/summary through the node proxy"
+/usr/bin/python3 - "$dir/summary" "$node" "$pod" <<'PY' || fail "stats/summary is not the kubelet's Summary"
+# The fields of the kubelet's Summary (k8s.io/kubelet/pkg/apis/stats/v1alpha1)
+# that metrics-server and kubectl top read, with their JSON types.
+import datetime, json, re, sys
+doc = json.load(open(sys.argv[1]))
+
+def rfc3339(v, where):
+    ok = isinstance(v, str) and re.fullmatch(r"[0-9T:-]{19}(\.[0-9]+)?(Z|[+-]\d\d:\d\d)", v)
+    assert ok, f"{where}: {v!r} is not an RFC 3339 time"
+    datetime.datetime.strptime(v[:19], "%Y-%m-%dT%H:%M:%S")
+
+def uint(v, where):
+    assert type(v) is int and v >= 0, f"{where}: {v!r} is not a uint64"
+
+def usage(d, where, node=False):
+    cpu, mem = d["cpu"], d["memory"]
+    rfc3339(cpu["time"], where + ".cpu.time")
+    for k in ("usageNanoCores", "usageCoreNanoSeconds"):
+        uint(cpu[k], f"{where}.cpu.{k}")
+    rfc3339(mem["time"], where + ".memory.time")
+    for k in ("usageBytes", "workingSetBytes", "rssBytes") + (("availableBytes",) if node else ()):
+        uint(mem[k], f"{where}.memory.{k}")
+
+def busy(d, where):
+    assert d["cpu"]["usageNanoCores"] > 0 and d["memory"]["workingSetBytes"] > 0, f"{where}: no usage"
+
+n = doc["node"]
+assert n["nodeName"] == sys.argv[2], f"node.nodeName {n['nodeName']!r}"
+rfc3339(n["startTime"], "node.startTime")
+usage(n, "node", node=True)
+busy(n, "node")
+for p in doc["pods"]:
+    ref = p["podRef"]
+    assert all(isinstance(ref[k], str) and ref[k] for k in ("name", "namespace", "uid")), ref
+    rfc3339(p["startTime"], f"{ref['name']}.startTime")
+    usage(p, ref["name"])
+    for c in p["containers"]:
+        assert isinstance(c["name"], str) and c["name"], c
+        rfc3339(c["startTime"], f"{ref['name']}/{c['name']}.startTime")
+        usage(c, f"{ref['name']}/{c['name']}")
+# Other tests' pods may linger on the node, idle: only ours must be running.
+ours = [p for p in doc["pods"] if p["podRef"]["name"] == sys.argv[3]]
+assert [[c["name"] for c in p["containers"]] for p in ours] == [["app"]], f"pod {sys.argv[3]}: {ours}"
+busy(ours[0], sys.argv[3])
+busy(ours[0]["containers"][0], sys.argv[3] + "/app")
+PY
 "${K[@]}" get --raw "/api/v1/nodes/$node/proxy/metrics/resource" | grep -q "pod_cpu_usage_seconds_total" ||
     fail "metrics/resource lacks pod_cpu_usage_seconds_total"
-echo "kubectl logs, exec, port-forward and stats through the API server: ok"
+echo "kubectl logs, exec, attach, port-forward and stats, WebSocket exec and logs, through the API server: ok"
