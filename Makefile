@@ -224,12 +224,21 @@ test test-unit: $(FUZZ_BINS)
 # client, nothing from the core's Kubernetes side.
 
 BENCH_BIN  := $(BUILD)/bench/vkc-bench
-BENCH_SRC  := $(wildcard tests/bench/*.c)
+BENCH_SRC  := $(filter-out tests/bench/streams.c,$(wildcard tests/bench/*.c))
 BENCH_OBJ  := $(BENCH_SRC:%.c=$(OBJ)/%.o) \
               $(addprefix $(OBJ)/core/,kube_client.o kube_reflector.o kube_watch.o kubeconfig.o ratelimit.o \
                 logval.o metrics.o)
 
 $(BENCH_BIN): $(BENCH_OBJ) $(SDK_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Exec and log streams through the API server vs the provider directly: a
+# separate, blocking program on the core's provider client (streams.c).
+STREAMS_BIN := $(BUILD)/bench/vkc-bench-streams
+STREAMS_OBJ := $(OBJ)/tests/bench/streams.o $(addprefix $(OBJ)/core/,provider_client.o metrics.o logval.o)
+
+$(STREAMS_BIN): $(STREAMS_OBJ) $(SDK_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -243,7 +252,7 @@ $(MICRO_BIN): $(MICRO_OBJ) $(SDK_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 .PHONY: bench bench-build bench-micro bench-profile
-bench-build: $(BENCH_BIN) $(MICRO_BIN)
+bench-build: $(BENCH_BIN) $(STREAMS_BIN) $(MICRO_BIN)
 
 bench-micro: $(MICRO_BIN)
 	@tests/bench/micro/run.sh $(BUILD)
@@ -252,7 +261,7 @@ bench-micro: $(MICRO_BIN)
 bench-profile: $(BIN)/vkc-core $(BIN)/vkc-provider-mock $(BENCH_BIN)
 	@tests/bench/profile.sh $(BUILD) $(or $(PROFILE),callgrind)
 
-bench: $(BIN)/vkc-core $(BIN)/vkc-provider-mock $(BENCH_BIN)
+bench: $(BIN)/vkc-core $(BIN)/vkc-provider-mock $(BENCH_BIN) $(STREAMS_BIN)
 	@tests/bench/run.sh $(BUILD)
 
 .PHONY: all test test-unit test-integration test-python test-asan run clean
@@ -262,7 +271,7 @@ all: $(BINARIES)
 
 # The whole suite, then the unit tests again under ASan + UBSan: every
 # bad-input path they drive must be clean of memory errors and leaks.
-test: all $(UNIT_BINS) $(INTEG_BINS) $(BENCH_BIN) fuzz-build
+test: all $(UNIT_BINS) $(INTEG_BINS) $(BENCH_BIN) $(STREAMS_BIN) fuzz-build
 	@tests/run-tests.sh $(BUILD)
 ifeq ($(SAN),0)
 	@$(MAKE) --no-print-directory BUILD=build/asan SAN=1 test-unit

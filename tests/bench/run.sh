@@ -12,13 +12,17 @@
 #              every pod reconciled; baseline: the same with 0 pods
 #   heartbeat  vkc-core CPU seconds per hour idle with 1000 pods; baseline:
 #              0 pods
+#   streams    exec round trip (p50/p99) and log throughput (MB/s) through
+#              the API server; baseline: the same transfer on the provider's
+#              gRPC socket, interleaved (vkc-bench-streams)
 #
 # Output: BUILD/bench/<name>.csv, <name>.png (gnuplot), <name>.txt (the
 # table), summary.txt (all tables), logs/. Env: BENCH_PODS, BENCH_ONLY
-# (subset of "churn status memory recovery heartbeat"), BENCH_IDLE_S (60),
+# (subset of "churn status memory recovery heartbeat streams"), BENCH_IDLE_S (60),
 # BENCH_QPS / BENCH_BURST (vkc's --kube-api-qps/-burst, 1000/2000),
 # BENCH_NICE (10: the machine is shared), BENCH_LAT_NICE (0: the status
-# latency phase, light, runs at normal priority), BENCH_KEEP_CLUSTER=1.
+# latency phases, light, run at normal priority), BENCH_EXEC_ROUNDS (200),
+# BENCH_LOG_GETS (200), BENCH_KEEP_CLUSTER=1.
 set -uo pipefail
 
 BUILD=${1:-build}
@@ -27,8 +31,9 @@ cd "$ROOT"
 OUT=$BUILD/bench
 BIN=$BUILD/bin
 B=$OUT/vkc-bench
+BS=$OUT/vkc-bench-streams
 PODS=${BENCH_PODS:-10000}
-ONLY=" ${BENCH_ONLY:-churn status memory recovery heartbeat} "
+ONLY=" ${BENCH_ONLY:-churn status memory recovery heartbeat streams} "
 IDLE_S=${BENCH_IDLE_S:-60}
 QPS=${BENCH_QPS:-1000}
 BURST=${BENCH_BURST:-2000}
@@ -37,6 +42,8 @@ LAT_NICE=${BENCH_LAT_NICE:-0}
 REC_PODS=${BENCH_RECOVERY_PODS:-1000}
 LAT_SCALES=${BENCH_LAT_SCALES:-10 100 1000}
 LAT_S=${BENCH_LAT_S:-30}
+EXEC_ROUNDS=${BENCH_EXEC_ROUNDS:-200}
+LOG_GETS=${BENCH_LOG_GETS:-200}
 CLUSTER=$OUT/cluster
 LOGS=$OUT/logs
 START=$(date +%s)
@@ -62,8 +69,8 @@ table() { # NAME: stdin -> OUT/NAME.txt, summary, stdout
 }
 calc() { awk "BEGIN { printf \"%.${2:-2}f\", $1 }"; }
 
-[[ -x $B && -x $BIN/vkc-core && -x $BIN/vkc-provider-mock ]] ||
-	{ echo "run make bench (needs $B, $BIN/vkc-core, $BIN/vkc-provider-mock)" >&2; exit 2; }
+[[ -x $B && -x $BS && -x $BIN/vkc-core && -x $BIN/vkc-provider-mock ]] ||
+	{ echo "run make bench (needs $B, $BS, $BIN/vkc-core, $BIN/vkc-provider-mock)" >&2; exit 2; }
 command -v gnuplot >/dev/null || log "gnuplot missing (Debian gnuplot-nox): no plots"
 
 # ---- the control plane -------------------------------------------------------------
@@ -86,11 +93,12 @@ VKC_NODES="vkc-node bench-base" nice -n "$NICE" tests/cluster/up.sh "$CLUSTER" >
 . "$CLUSTER/env"
 ADMIN=$CLUSTER/admin.kubeconfig
 K=("$VKC_KUBECTL" --kubeconfig "$ADMIN")
-for ns in bench-base-churn bench-churn bench-rec bench-lat-vkc bench-lat-base; do
+NAMESPACES="bench-base-churn bench-churn bench-rec bench-lat-vkc bench-lat-base bench-streams"
+for ns in $NAMESPACES; do
 	"${K[@]}" create namespace "$ns" >/dev/null
 done
 # 1.20 refuses pods until each namespace's default service account has its token.
-for ns in bench-base-churn bench-churn bench-rec bench-lat-vkc bench-lat-base; do
+for ns in $NAMESPACES; do
 	for _ in $(seq 100); do
 		[[ -n $("${K[@]}" -n "$ns" get sa default -o 'jsonpath={.secrets[0].name}' 2>/dev/null) ]] && break
 		sleep 0.2
@@ -108,12 +116,17 @@ SOCK=$(mktemp -d /tmp/vkc-bench-XXXXXX)
 KUBELET_PORT=$(free_port)
 METRICS_PORT=$(free_port)
 CORE_LOG=$LOGS/vkc-core.log
+# The mock keeps a container's last 1000 log lines, one per --log-interval:
+# at 1 ms the streams step has its largest log (~77 kB with timestamps)
+# after a second.
+MOCK_ARGS=
+want streams && MOCK_ARGS="--log-interval 1"
 : >"$CORE_LOG"
 start_core() {
 	log "starting vkc-core (mock provider, --kube-api-qps $QPS --kube-api-burst $BURST)"
 	# shellcheck disable=SC2086
 	nice -n "$NICE" "$BIN/vkc-core" --kubeconfig "$VKC_NODE_KUBECONFIG" --nodename vkc-node \
-		--provider-cmd "$ROOT/$BIN/vkc-provider-mock --pods $((PODS + REC_PODS + 2000)) --log-level warn" \
+		--provider-cmd "$ROOT/$BIN/vkc-provider-mock --pods $((PODS + REC_PODS + 2000)) --log-level warn $MOCK_ARGS" \
 		--socket-dir "$SOCK" --listen-port "$KUBELET_PORT" --metrics-addr "127.0.0.1:$METRICS_PORT" \
 		--node-ip 127.0.0.1 --client-ca-file "$VKC_CA_CERT" \
 		--tls-cert-file "$VKC_NODE_KUBELET_CERT" --tls-private-key-file "$VKC_NODE_KUBELET_KEY" \
@@ -243,15 +256,17 @@ if want churn || want memory; then
 fi
 
 # ---- 5. status latency ------------------------------------------------------------------
+unnice() {
+	[[ $LAT_NICE != "$NICE" ]] || return 0
+	while read -r _ pid _; do renice -n "$LAT_NICE" -p "$pid" >/dev/null 2>&1; done <"$CLUSTER/pids"
+	for p in "$CORE_PID" $(provider_pid); do renice -n "$LAT_NICE" -p "$p" >/dev/null 2>&1; done
+	for t in /proc/"$CORE_PID"/task/* /proc/"$(provider_pid)"/task/*; do renice -n "$LAT_NICE" -p "${t##*/}" >/dev/null 2>&1; done
+}
 if want status; then
 	# Latency is measured at BENCH_LAT_NICE (0): the control plane, the core
 	# and the mock are reniced (ours, from CLUSTER/pids), so the hops are not
 	# starved by the colleagues' builds the way a niced run is.
-	if [[ $LAT_NICE != "$NICE" ]]; then
-		while read -r _ pid _; do renice -n "$LAT_NICE" -p "$pid" >/dev/null 2>&1; done <"$CLUSTER/pids"
-		for p in "$CORE_PID" $(provider_pid); do renice -n "$LAT_NICE" -p "$p" >/dev/null 2>&1; done
-		for t in /proc/"$CORE_PID"/task/* /proc/"$(provider_pid)"/task/*; do renice -n "$LAT_NICE" -p "${t##*/}" >/dev/null 2>&1; done
-	fi
+	unnice
 	for n in $LAT_SCALES; do
 		log "status latency, $n pods: baseline (direct PUT)"
 		nice -n "$LAT_NICE" "$B" statuslat --mode direct --kubeconfig "$ADMIN" \
@@ -265,6 +280,23 @@ if want status; then
 			--csv "$OUT/status-latency-vkc-$n.csv" \
 			>"$LOGS/status-vkc-$n.out" 2>"$LOGS/status-vkc-$n.err" || log "FAILED"
 	done
+fi
+
+# ---- 6. exec and log streams ------------------------------------------------------------
+if want streams; then
+	unnice # like status latency: the hops run at BENCH_LAT_NICE
+	log "streams: one pod, exec round trips and log GETs, API server vs provider socket"
+	if make_pods bench-streams st 1 streams-create --keep --timeout 120; then
+		sleep 2 # a full log: 1000 lines at --log-interval 1
+		nice -n "$LAT_NICE" "$BS" --server "$VKC_APISERVER" --ca "$VKC_CA_CERT" \
+			--cert "$CLUSTER/pki/admin.crt" --key "$CLUSTER/pki/admin.key" \
+			--socket "$SOCK/provider.sock" --ns bench-streams --pod st-000000 \
+			--rounds "$EXEC_ROUNDS" --log-gets "$LOG_GETS" --csv "$OUT/streams-exec-rtt.csv" \
+			>"$LOGS/streams.out" 2>"$LOGS/streams.err" || log "streams FAILED (see $LOGS/streams.err)"
+	else
+		log "creating the streams pod FAILED (see $LOGS/streams-create.*)"
+	fi
+	load ST "$LOGS/streams.out"
 fi
 
 CORE_HWM=$(rss "$CORE_PID" VmHWM)
@@ -460,6 +492,48 @@ if want heartbeat; then
 		set xlabel 'pods'
 		set yrange [0:*]
 		plot '$OUT/heartbeat.csv' using 4:xtic(1) title 'vkc-core', '' using 6 title 'mock provider'
+	EOF
+fi
+
+if want streams; then
+	ratio_of() { calc "(${2:-0} > 0) ? ${1:-0} / ${2:-1} : 0"; }
+	r50=$(ratio_of "${ST_exec_api_p50_ms:-}" "${ST_exec_direct_p50_ms:-}")
+	r99=$(ratio_of "${ST_exec_api_p99_ms:-}" "${ST_exec_direct_p99_ms:-}")
+	rmb=$(ratio_of "${ST_log_api_mb_s:-}" "${ST_log_direct_mb_s:-}")
+	rget=$(ratio_of "${ST_log_api_ms_per_get:-}" "${ST_log_direct_ms_per_get:-}")
+	{
+		echo "metric,unit,api_server,direct,ratio"
+		echo "exec_rtt_p50,ms,${ST_exec_api_p50_ms:-},${ST_exec_direct_p50_ms:-},$r50"
+		echo "exec_rtt_p99,ms,${ST_exec_api_p99_ms:-},${ST_exec_direct_p99_ms:-},$r99"
+		echo "log_throughput,MB/s,${ST_log_api_mb_s:-},${ST_log_direct_mb_s:-},$rmb"
+		echo "log_get,ms,${ST_log_api_ms_per_get:-},${ST_log_direct_ms_per_get:-},$rget"
+	} >"$OUT/streams.csv"
+	log_kb=$( [[ -n ${ST_log_api_bytes:-} ]] && calc "$ST_log_api_bytes / $ST_log_gets / 1000" 1 || echo "?")
+	table streams <<-EOF
+		== streams: exec round trip and log throughput, through the API server vs the provider directly ($(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), nice $LAT_NICE) ==
+		                            via API server   direct (gRPC)   ratio api/direct
+		$(printf '%-27s %-16s %-15s %s' "exec rtt p50 (ms)" "${ST_exec_api_p50_ms:-?}" "${ST_exec_direct_p50_ms:-?}" "$r50")
+		$(printf '%-27s %-16s %-15s %s' "exec rtt p99 (ms)" "${ST_exec_api_p99_ms:-?}" "${ST_exec_direct_p99_ms:-?}" "$r99")
+		$(printf '%-27s %-16s %-15s %s' "log throughput (MB/s)" "${ST_log_api_mb_s:-?}" "${ST_log_direct_mb_s:-?}" "$rmb")
+		$(printf '%-27s %-16s %-15s %s' "log GET (ms each)" "${ST_log_api_ms_per_get:-?}" "${ST_log_direct_ms_per_get:-?}" "$rget")
+		exec: ${ST_exec_rounds:-?} round trips of ${ST_exec_msg_bytes:-?} bytes through one \`cat\` session each way, interleaved
+		(API: WebSocket v4.channel.k8s.io, TLS, admin cert -> API server -> vkc-core -> ExecInContainer).
+		logs: ${ST_log_gets:-?} whole-log GETs each way, interleaved, $log_kb kB each: the mock keeps only a
+		container's last 1000 lines, so a GET is small and per-request cost weighs in the MB/s; the
+		direct figure is bounded by the mock formatting each line. Ratios > 1 are slower for times,
+		< 1 for MB/s.
+	EOF
+	plot <<-EOF
+		set terminal pngcairo size 900,500 noenhanced
+		set output '$OUT/streams.png'
+		set datafile separator ','
+		set title 'exec round trip (${ST_exec_msg_bytes:-?} bytes through cat), per round'
+		set xlabel 'round'
+		set ylabel 'ms (log)'
+		set logscale y
+		set key top left
+		plot '$OUT/streams-exec-rtt.csv' every ::1 using 1:2 with points pt 7 ps 0.5 title 'via API server', \
+		     '' every ::1 using 1:3 with points pt 6 ps 0.5 title 'direct (provider gRPC)'
 	EOF
 fi
 
