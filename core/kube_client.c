@@ -24,9 +24,15 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "json.h"
 #include "log.h"
+#include "logval.h"
 #include "metrics.h"
 #include "ratelimit.h"
 #include "version.h"
@@ -59,6 +65,16 @@
 enum req_state { REQ_QUEUED, REQ_READY, REQ_RUNNING };
 enum stream_mode { STREAM_UNDECIDED, STREAM_DATA, STREAM_BUFFER };
 
+/* A client certificate and its key. curl reads them in place
+ * (CURL_BLOB_NOCOPY) while a request runs, so each request holds a
+ * reference and a reload never frees a pair under a running one. */
+struct client_cert {
+    unsigned refs;
+    char *cert, *key;
+    size_t cert_len, key_len;
+    time_t not_before, not_after;  /* 0 when the certificate does not parse */
+};
+
 struct req {
     struct req *prev, *next;
     int64_t id;
@@ -71,6 +87,7 @@ struct req {
     double deadline;          /* ev_now() time; 0: none */
     CURL *easy;
     struct curl_slist *headers;
+    struct client_cert *cert;  /* the pair this request presents, NULL for none */
     kube_done_fn done;
     kube_data_fn on_data;     /* streams only */
     void *ud;
@@ -121,9 +138,14 @@ struct kube_client {
 
     char *base_url;           /* server without a trailing '/' */
     struct curl_slist *connect_to;
-    char *ca_pem, *cert_pem, *key_pem;
-    size_t ca_len, cert_len, key_len;
+    char *ca_pem;
+    size_t ca_len;
     bool insecure;
+
+    struct client_cert *cert; /* what new requests present, NULL for none */
+    char *cert_file, *key_file; /* re-read when they change; NULL when inline */
+    struct stat cert_stat, key_stat;
+    bool cert_refused_logged; /* this streak of 401s was explained */
 
     char *token_inline;
     char *token_file;
@@ -215,6 +237,48 @@ static void wipe_free(char *p, size_t len)
     free(p);
 }
 
+/* Takes cert and key over. times are 0 when the certificate does not
+ * parse: curl will say why at the handshake. NULL when memory ran out
+ * (either input NULL included). */
+static struct client_cert *cert_new(char *cert, size_t cert_len, char *key, size_t key_len)
+{
+    struct client_cert *k = cert && key ? calloc(1, sizeof *k) : NULL;
+    if (!k) {
+        free(cert);
+        wipe_free(key, key_len);
+        return NULL;
+    }
+    *k = (struct client_cert){.refs = 1, .cert = cert, .cert_len = cert_len,
+                              .key = key, .key_len = key_len};
+    BIO *b = BIO_new_mem_buf(cert, (int)cert_len);
+    X509 *x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+    struct tm tm;
+    if (x && ASN1_TIME_to_tm(X509_get0_notBefore(x), &tm) == 1)
+        k->not_before = timegm(&tm);
+    if (x && ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) == 1)
+        k->not_after = timegm(&tm);
+    X509_free(x);
+    BIO_free(b);
+    ERR_clear_error();
+    return k;
+}
+
+static struct client_cert *cert_ref(struct client_cert *k)
+{
+    if (k)
+        k->refs++;
+    return k;
+}
+
+static void cert_unref(struct client_cert *k)
+{
+    if (!k || --k->refs)
+        return;
+    free(k->cert);
+    wipe_free(k->key, k->key_len);
+    free(k);
+}
+
 /* vk_buf_append for the response body: grown by hand, since realloc would
  * hand the old copy back to the heap unwiped. */
 static int resp_append(vk_buf *b, const char *data, size_t len)
@@ -242,6 +306,7 @@ static void free_req(struct req *r)
 {
     if (r->easy)
         curl_easy_cleanup(r->easy);
+    cert_unref(r->cert);
     /* One of them is "Authorization: Bearer <token>". */
     for (struct curl_slist *h = r->headers; h; h = h->next)
         explicit_bzero(h->data, strlen(h->data));
@@ -360,6 +425,138 @@ static int bearer_token(struct kube_client *c, const char **token, char *err, si
     c->token = fresh;
     *token = c->token;
     return 0;
+}
+
+/* ---- client certificate ------------------------------------------------------- */
+
+/* An encrypted key is not supported: fail rather than prompt on a tty. */
+static int no_passphrase(char *buf, int size, int rwflag, void *ud)
+{
+    (void)buf;
+    (void)size;
+    (void)rwflag;
+    (void)ud;
+    return -1;
+}
+
+/* Why the pair cannot be used, NULL when it can. A renewal caught between
+ * writing the certificate and the key gives "does not match". */
+static const char *pair_problem(const struct client_cert *k)
+{
+    const char *why = NULL;
+    BIO *cb = BIO_new_mem_buf(k->cert, (int)k->cert_len);
+    BIO *kb = BIO_new_mem_buf(k->key, (int)k->key_len);
+    X509 *x = cb ? PEM_read_bio_X509(cb, NULL, NULL, NULL) : NULL;
+    EVP_PKEY *pk = kb ? PEM_read_bio_PrivateKey(kb, NULL, no_passphrase, NULL) : NULL;
+    if (!x)
+        why = "the certificate does not parse";
+    else if (!pk)
+        why = "the key does not parse";
+    else if (X509_check_private_key(x, pk) != 1)
+        why = "the key does not match the certificate";
+    EVP_PKEY_free(pk);
+    X509_free(x);
+    BIO_free(kb);
+    BIO_free(cb);
+    ERR_clear_error();
+    return why;
+}
+
+/* What makes the certificate invalid at now ("client certificate
+ * expired"), NULL when nothing does or its dates are unknown. */
+static const char *cert_problem(const struct client_cert *k, time_t now)
+{
+    if (!k || !k->not_after)
+        return NULL;
+    if (now > k->not_after)
+        return "client certificate expired";
+    if (now < k->not_before)
+        return "client certificate not yet valid";
+    return NULL;
+}
+
+static void rfc3339(char *buf, size_t cap, time_t t)
+{
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* The API server answers a certificate outside its validity with a bare
+ * 401 "Unauthorized": say what is wrong with it. extra is appended to the
+ * key=value tail (" status=401 path=..."). */
+static void warn_cert(const struct kube_client *c, const struct client_cert *k,
+                      const char *problem, const char *extra)
+{
+    char nb[32], na[32], file_v[LOGVAL_MAX];
+    rfc3339(nb, sizeof nb, k->not_before);
+    rfc3339(na, sizeof na, k->not_after);
+    vk_warn(problem, "client=%s not_before=%s not_after=%s file=%s%s", c->name, nb, na,
+            c->cert_file ? logval(file_v, sizeof file_v, c->cert_file) : "inline", extra);
+}
+
+static void check_cert_dates(const struct kube_client *c)
+{
+    const char *problem = cert_problem(c->cert, time(NULL));
+    if (problem)
+        warn_cert(c, c->cert, problem, "");
+}
+
+/* A 401 while the certificate is out of its validity: say so once per
+ * streak of them, not once per request. */
+static void explain_unauthorized(struct kube_client *c, const struct req *r)
+{
+    const char *problem = cert_problem(r->cert, time(NULL));
+    if (!problem || c->cert_refused_logged)
+        return;
+    c->cert_refused_logged = true;
+    char extra[LOGVAL_MAX + 32], path_v[LOGVAL_MAX];
+    snprintf(extra, sizeof extra, " status=401 path=%s", logval(path_v, sizeof path_v, r->path));
+    warn_cert(c, r->cert, problem, extra);
+}
+
+/* A renewed certificate takes effect without a restart: when either file
+ * changed (a stat of each per request, as for the token file), read both
+ * and switch once they parse and belong together. Until then requests
+ * present the previous pair; connections opened with it stay in use only
+ * by requests started before (curl does not reuse a connection for a
+ * different client certificate). */
+static void reload_cert(struct kube_client *c)
+{
+    struct stat cst, kst;
+    if (!c->cert_file || stat(c->cert_file, &cst) < 0 || stat(c->key_file, &kst) < 0 ||
+        (same_file(&cst, &c->cert_stat) && same_file(&kst, &c->key_stat)))
+        return;
+    c->cert_stat = cst;
+    c->key_stat = kst;
+    char *cert = NULL, *key = NULL;
+    size_t cert_len = 0, key_len = 0;
+    const char *why = NULL;
+    struct client_cert *k = NULL;
+    if (kube_config_read_pem(c->cert_file, &cert, &cert_len) < 0 ||
+        kube_config_read_pem(c->key_file, &key, &key_len) < 0) {
+        why = strerror(errno);
+        free(cert);
+        wipe_free(key, key_len);
+    } else if (!(k = cert_new(cert, cert_len, key, key_len))) {
+        why = "out of memory";
+    } else if ((why = pair_problem(k))) {
+        cert_unref(k);
+    }
+    char file_v[LOGVAL_MAX];
+    logval(file_v, sizeof file_v, c->cert_file);
+    if (why) {
+        vk_warn("client certificate changed but not reloaded; keeping the previous one",
+                "client=%s file=%s error=\"%s\"", c->name, file_v, why);
+        return;
+    }
+    cert_unref(c->cert);
+    c->cert = k;
+    c->cert_refused_logged = false;
+    char na[32];
+    rfc3339(na, sizeof na, k->not_after);
+    vk_info("client certificate reloaded", "client=%s file=%s not_after=%s", c->name, file_v, na);
+    check_cert_dates(c);
 }
 
 /* ---- curl plumbing ------------------------------------------------------------ */
@@ -578,9 +775,11 @@ static int start_req(struct kube_client *c, struct req *r)
         SET(CURLOPT_CAINFO, (char *)NULL);
         SET(CURLOPT_CAPATH, (char *)NULL);
     }
-    if (c->cert_pem && c->key_pem) {
-        struct curl_blob cert = {c->cert_pem, c->cert_len, CURL_BLOB_NOCOPY};
-        struct curl_blob key = {c->key_pem, c->key_len, CURL_BLOB_NOCOPY};
+    reload_cert(c);
+    if (c->cert) {
+        r->cert = cert_ref(c->cert);
+        struct curl_blob cert = {r->cert->cert, r->cert->cert_len, CURL_BLOB_NOCOPY};
+        struct curl_blob key = {r->cert->key, r->cert->key_len, CURL_BLOB_NOCOPY};
         SET(CURLOPT_SSLCERT_BLOB, &cert);
         SET(CURLOPT_SSLCERTTYPE, "PEM");
         SET(CURLOPT_SSLKEY_BLOB, &key);
@@ -702,6 +901,10 @@ static void finish(struct kube_client *c, struct req *r, CURLcode res)
     count(c, r, code);
     if (code == 429 || code == 503)
         hold_for_retry_after(c, r);
+    if (code == 401)
+        explain_unauthorized(c, r);
+    else if (code >= 200 && code <= 299)
+        c->cert_refused_logged = false;
     curl_off_t us = 0;
     curl_easy_getinfo(r->easy, CURLINFO_TOTAL_TIME_T, &us);
     if (r->verb != KUBE_VERB_WATCH) {
@@ -1060,24 +1263,33 @@ struct kube_client *kube_client_new(struct ev_loop *loop, const kube_config *cfg
     c->requests = opts->requests;
     c->insecure = cfg->insecure;
     c->ca_len = cfg->ca_pem_len;
-    c->cert_len = cfg->cert_pem_len;
-    c->key_len = cfg->key_pem_len;
 
     if (set_server(c, cfg, err, errlen) < 0)
         goto fail;
+    if (!cfg->cert_pem != !cfg->key_pem) {
+        snprintf(err, errlen, "a client certificate needs its key and the reverse");
+        goto fail;
+    }
+    /* Only a pair of files can be renewed in place. */
+    bool cert_files = cfg->cert_pem && cfg->cert_file && cfg->key_file;
     if ((cfg->ca_pem && !(c->ca_pem = dup_bytes(cfg->ca_pem, cfg->ca_pem_len))) ||
-        (cfg->cert_pem && !(c->cert_pem = dup_bytes(cfg->cert_pem, cfg->cert_pem_len))) ||
-        (cfg->key_pem && !(c->key_pem = dup_bytes(cfg->key_pem, cfg->key_pem_len))) ||
+        (cfg->cert_pem &&
+         !(c->cert = cert_new(dup_bytes(cfg->cert_pem, cfg->cert_pem_len), cfg->cert_pem_len,
+                              dup_bytes(cfg->key_pem, cfg->key_pem_len), cfg->key_pem_len))) ||
+        (cert_files && (!(c->cert_file = strdup(cfg->cert_file)) ||
+                        !(c->key_file = strdup(cfg->key_file)))) ||
         (cfg->token && !(c->token_inline = strdup(cfg->token))) ||
         (cfg->token_file && !(c->token_file = strdup(cfg->token_file))) ||
         !(c->name = strdup(opts->name ? opts->name : "kube"))) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    if (!c->cert_pem != !c->key_pem) {
-        snprintf(err, errlen, "a client certificate needs its key and the reverse");
-        goto fail;
-    }
+    /* What the files hold now is what cfg read from them, or newer: a
+     * later change is a renewal. */
+    if (cert_files && (stat(c->cert_file, &c->cert_stat) < 0 ||
+                       stat(c->key_file, &c->key_stat) < 0))
+        memset(&c->cert_stat, 0, sizeof c->cert_stat);
+    check_cert_dates(c);
     c->multi = curl_multi_init();
     if (!c->multi) {
         snprintf(err, errlen, "curl_multi_init failed");
@@ -1139,11 +1351,9 @@ void kube_client_free(struct kube_client *c)
     free(c->base_url);
     free(c->name);
     free(c->ca_pem);
-    free(c->cert_pem);
-    if (c->key_pem) {
-        explicit_bzero(c->key_pem, c->key_len);
-        free(c->key_pem);
-    }
+    cert_unref(c->cert);
+    free(c->cert_file);
+    free(c->key_file);
     free_secret(c->token_inline);
     free_secret(c->token);
     free(c->token_file);

@@ -19,6 +19,13 @@
  * error "cancelled". Callbacks may submit and cancel requests, but must not
  * free the client.
  *
+ * Client certificate: one given as files (cfg's cert_file and key_file) is
+ * re-read when either file changes (a stat of each per request), so a
+ * renewal takes effect without a restart; a pair that does not parse or
+ * match (a renewal half written) is not taken. A certificate outside its
+ * validity is logged at start, and again on the first 401 of each streak:
+ * the API server's answer, a bare "Unauthorized", does not say why.
+ *
  * SIGPIPE: the client sets CURLOPT_NOSIGNAL (curl's signal juggling is not
  * thread-safe), so the process must ignore SIGPIPE, as daemons do.
  */

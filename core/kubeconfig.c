@@ -186,15 +186,26 @@ static yaml_node_t *map_get(kc *k, yaml_node_t *map, const char *key)
     return found;
 }
 
+/* Whether a pair in [from, to) has key: a key given twice is reported once. */
+static bool has_key_before(kc *k, yaml_node_pair_t *from, yaml_node_pair_t *to, const char *key)
+{
+    for (yaml_node_pair_t *p = from; p < to; p++)
+        if (key_is(k, p, key))
+            return true;
+    return false;
+}
+
 /* Unknown fields are not errors: kubeconfigs carry extensions, preferences
- * and fields of newer kubectl versions. Say which ones were skipped, for
- * whoever wonders why a setting had no effect. */
+ * and fields of newer kubectl versions. Say which ones were skipped, each
+ * once per load, for whoever wonders why a setting had no effect: by path
+ * ("users[0].user.foo"), never by value, which may be a secret. */
 static void skip_unknown(kc *k, yaml_node_t *map, const char *where, const char *const *known)
 {
-    if (!vk_log_enabled(VK_LOG_DEBUG) || !map || map->type != YAML_MAPPING_NODE)
+    if (!map || map->type != YAML_MAPPING_NODE)
         return;
+    yaml_node_pair_t *start = map->data.mapping.pairs.start;
     yaml_node_pair_t *end = map->data.mapping.pairs.top;
-    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < end; p++) {
+    for (yaml_node_pair_t *p = start; p < end; p++) {
         yaml_node_t *kn = node_at(k, p->key);
         if (!kn || kn->type != YAML_SCALAR_NODE)
             continue;
@@ -202,12 +213,12 @@ static void skip_unknown(kc *k, yaml_node_t *map, const char *where, const char 
         const char *const *c = known;
         while (*c && strcmp(*c, key) != 0)
             c++;
-        if (!*c) {
-            char field[LOGVAL_MAX], field_v[LOGVAL_MAX];
-            snprintf(field, sizeof field, "%s%s", where, key);
-            vk_debug("kubeconfig field ignored", "file=%s field=%s line=%zu", k->path_v,
-                     logval(field_v, sizeof field_v, field), kn->start_mark.line + 1);
-        }
+        if (*c || has_key_before(k, start, p, key))
+            continue;
+        char field[LOGVAL_MAX], field_v[LOGVAL_MAX];
+        snprintf(field, sizeof field, "%s%s", where, key);
+        vk_info("kubeconfig field ignored", "file=%s field=%s line=%zu", k->path_v,
+                logval(field_v, sizeof field_v, field), kn->start_mark.line + 1);
     }
 }
 
@@ -254,10 +265,12 @@ static int get_bool(kc *k, yaml_node_t *map, const char *key, bool *out)
 }
 
 /* The entry named name in the list under top-level key list ("clusters",
- * ...): its inner mapping (under item, "cluster", ...) in *body and the
- * entry itself in *entry for line numbers. 1 found, 0 not, -1 error. */
+ * ...): its inner mapping (under item, "cluster", ...) in *body, the entry
+ * itself in *entry for line numbers and the body's path in where
+ * ("clusters[2].cluster.") for logs. 1 found, 0 not, -1 error. */
 static int find_named(kc *k, yaml_node_t *root, const char *list, const char *item,
-                      const char *name, yaml_node_t **entry, yaml_node_t **body)
+                      const char *name, yaml_node_t **entry, yaml_node_t **body,
+                      char *where, size_t wherelen)
 {
     static const char *const known[] = {"name", "cluster", "user", "context", "extensions", NULL};
     yaml_node_t *seq = map_get(k, root, list);
@@ -266,8 +279,9 @@ static int find_named(kc *k, yaml_node_t *root, const char *list, const char *it
         return 0;
     if (seq->type != YAML_SEQUENCE_NODE)
         return fail_at(k, seq, "%s: expected a list", list);
+    yaml_node_item_t *start = seq->data.sequence.items.start;
     yaml_node_item_t *end = seq->data.sequence.items.top;
-    for (yaml_node_item_t *i = seq->data.sequence.items.start; i < end; i++) {
+    for (yaml_node_item_t *i = start; i < end; i++) {
         yaml_node_t *e = node_at(k, *i);
         const char *ename;
         if (!e || e->type != YAML_MAPPING_NODE)
@@ -280,9 +294,9 @@ static int find_named(kc *k, yaml_node_t *root, const char *list, const char *it
         if (*entry)
             return fail_at(k, e, "%s: duplicate name %s", list,
                            quoted(name_q, sizeof name_q, name));
-        char where[32];
-        snprintf(where, sizeof where, "%s[].", list);
+        snprintf(where, wherelen, "%s[%td].", list, i - start);
         skip_unknown(k, e, where, known);
+        snprintf(where, wherelen, "%s[%td].%s.", list, i - start, item);
         *entry = e;
         *body = map_get(k, e, item);
         if (!is_null(*body) && (*body)->type != YAML_MAPPING_NODE)
@@ -352,15 +366,16 @@ static int dup_into(kc *k, char **dst, const char *src)
 }
 
 static int load_cluster(kc *k, yaml_node_t *entry, yaml_node_t *c, const char *name,
-                        kube_config *cfg)
+                        const char *where, kube_config *cfg)
 {
+    /* proxy-url has its own warning below. */
     static const char *const known[] = {"server", "certificate-authority",
                                         "certificate-authority-data", "insecure-skip-tls-verify",
-                                        "tls-server-name", "extensions", NULL};
+                                        "tls-server-name", "extensions", "proxy-url", NULL};
     char what[QUOTED_MAX + 16], name_q[QUOTED_MAX], name_v[LOGVAL_MAX];
     const char *server, *sni;
     snprintf(what, sizeof what, "cluster %s:", quoted(name_q, sizeof name_q, name));
-    skip_unknown(k, c, "cluster.", known);
+    skip_unknown(k, c, where, known);
     if (map_get(k, c, "proxy-url"))
         vk_warn("kubeconfig proxy-url is not supported; connecting directly", "file=%s cluster=%s",
                 k->path_v, logval(name_v, sizeof name_v, name));
@@ -382,18 +397,22 @@ static int load_cluster(kc *k, yaml_node_t *entry, yaml_node_t *c, const char *n
     return 0;
 }
 
-static int load_user(kc *k, yaml_node_t *entry, yaml_node_t *u, const char *name, kube_config *cfg)
+static int load_user(kc *k, yaml_node_t *entry, yaml_node_t *u, const char *name,
+                     const char *where, kube_config *cfg)
 {
+    /* The unsupported ones too: each has its own warning below. */
     static const char *const known[] = {"client-certificate", "client-certificate-data",
                                         "client-key", "client-key-data", "token", "tokenFile",
-                                        "extensions", NULL};
+                                        "extensions", "exec", "auth-provider", "username",
+                                        "password", "as", "as-uid", "as-groups", "as-user-extra",
+                                        NULL};
     static const char *const unsupported[] = {"exec", "auth-provider", "username", "password",
                                               "as", "as-uid", "as-groups", "as-user-extra", NULL};
     char what[QUOTED_MAX + 16], name_q[QUOTED_MAX], name_v[LOGVAL_MAX];
     const char *token, *token_file;
     yaml_node_t *token_file_at;
     snprintf(what, sizeof what, "user %s:", quoted(name_q, sizeof name_q, name));
-    skip_unknown(k, u, "user.", known);
+    skip_unknown(k, u, where, known);
     for (int i = 0; unsupported[i]; i++)
         if (map_get(k, u, unsupported[i]))
             vk_warn("kubeconfig user field is not supported; ignored", "file=%s user=%s field=%s",
@@ -455,7 +474,7 @@ static int load_doc(kc *k, yaml_node_t *root, const char *context, kube_config *
     static const char *const ctx_known[] = {"cluster", "user", "namespace", "extensions", NULL};
     const char *cluster, *user, *ns;
     yaml_node_t *entry, *body, *cur_at;
-    char ctx_q[QUOTED_MAX], name_q[QUOTED_MAX];
+    char ctx_q[QUOTED_MAX], name_q[QUOTED_MAX], where[64];
     int r;
 
     if (root->type != YAML_MAPPING_NODE)
@@ -468,10 +487,10 @@ static int load_doc(kc *k, yaml_node_t *root, const char *context, kube_config *
             return fail_at(k, cur_at, "no current-context is set (and no context was given)");
     }
     quoted(ctx_q, sizeof ctx_q, context);
-    r = find_named(k, root, "contexts", "context", context, &entry, &body);
+    r = find_named(k, root, "contexts", "context", context, &entry, &body, where, sizeof where);
     if (r <= 0)
         return r < 0 ? -1 : fail_at(k, NULL, "context %s not found", ctx_q);
-    skip_unknown(k, body, "context.", ctx_known);
+    skip_unknown(k, body, where, ctx_known);
     if (get_str(k, body, "cluster", &cluster, NULL) < 0 ||
         get_str(k, body, "user", &user, NULL) < 0 ||
         get_str(k, body, "namespace", &ns, NULL) < 0)
@@ -482,20 +501,20 @@ static int load_doc(kc *k, yaml_node_t *root, const char *context, kube_config *
         return -1;
 
     yaml_node_t *ctx_entry = entry;
-    r = find_named(k, root, "clusters", "cluster", cluster, &entry, &body);
+    r = find_named(k, root, "clusters", "cluster", cluster, &entry, &body, where, sizeof where);
     if (r <= 0)
         return r < 0 ? -1 : fail_at(k, ctx_entry, "context %s: cluster %s not found", ctx_q,
                                     quoted(name_q, sizeof name_q, cluster));
-    if (load_cluster(k, entry, body, cluster, cfg) < 0)
+    if (load_cluster(k, entry, body, cluster, where, cfg) < 0)
         return -1;
 
     /* A context without a user is anonymous access, which kubectl allows. */
     if (user && *user) {
-        r = find_named(k, root, "users", "user", user, &entry, &body);
+        r = find_named(k, root, "users", "user", user, &entry, &body, where, sizeof where);
         if (r <= 0)
             return r < 0 ? -1 : fail_at(k, ctx_entry, "context %s: user %s not found", ctx_q,
                                         quoted(name_q, sizeof name_q, user));
-        if (load_user(k, entry, body, user, cfg) < 0)
+        if (load_user(k, entry, body, user, where, cfg) < 0)
             return -1;
     }
 
@@ -706,4 +725,9 @@ int kube_config_token(const kube_config *cfg, char **token, char *err, size_t er
     if (cfg->token && !(*token = strdup(cfg->token)))
         return failf(err, errlen, "out of memory");
     return 0;
+}
+
+int kube_config_read_pem(const char *path, char **pem, size_t *len)
+{
+    return slurp(path, MAX_PEM, pem, len);
 }

@@ -11,7 +11,8 @@
  *
  * From a kubeconfig file the current context (or --context) picks a cluster
  * and a user. Relative file paths in it resolve against the directory of
- * the file, as kubectl resolves them. Unknown fields are ignored. Every
+ * the file, as kubectl resolves them. Unknown fields are ignored, each
+ * logged once (at info, by its path, never its value). Every
  * error names the file and, where it is known, the line:
  *
  *   kubeconfig /etc/vkc/kubeconfig: line 7: cluster "prod": no server
@@ -73,5 +74,10 @@ void kube_config_free(kube_config *cfg);
  * be read; else the inline token. 0 with *token malloc'ed (or NULL when the
  * config has no token), or -1 with a message in err. */
 int kube_config_token(const kube_config *cfg, char **token, char *err, size_t errlen);
+
+/* A certificate or key file's current content, for reloading cert_file and
+ * key_file: 0 with *pem malloc'ed (NUL-terminated, *len without the NUL),
+ * or -1 with errno set. */
+int kube_config_read_pem(const char *path, char **pem, size_t *len);
 
 #endif

@@ -18,6 +18,7 @@
 #include <check.h>
 #include <errno.h>
 #include <ev.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -29,6 +30,10 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "../../core/kube_client.h"
 #include "../../core/kube_reflector.h"
@@ -971,6 +976,189 @@ START_TEST(bearer_token_file)
 }
 END_TEST
 
+/* ---- client certificates ------------------------------------------------------------- */
+
+/* Write to path through a rename, as a certificate renewal does. */
+static FILE *open_tmp(const char *path, char *tmp, size_t cap)
+{
+    snprintf(tmp, cap, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    ck_assert_ptr_nonnull(f);
+    return f;
+}
+
+static void commit_tmp(FILE *f, const char *tmp, const char *path)
+{
+    ck_assert_int_eq(fclose(f), 0);
+    ck_assert_int_eq(rename(tmp, path), 0);
+}
+
+/* A client certificate (system:masters) signed by the cluster's CA, valid
+ * from `from` to `to` seconds relative to now, and its key, written to
+ * cert_path and key_path. Returns its notAfter. The OpenSSL 3.0 command
+ * line cannot backdate a certificate, hence the API. */
+static time_t make_client_cert(const char *cert_path, const char *key_path, long from, long to)
+{
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/pki/ca.crt", cluster.dir);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    X509 *ca = PEM_read_X509(f, NULL, NULL, NULL);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/pki/ca.key", cluster.dir);
+    f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    EVP_PKEY *ca_key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+    fclose(f);
+    ck_assert(ca && ca_key);
+
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    ck_assert(key && x);
+    X509_NAME *name = X509_get_subject_name(x);
+    ck_assert(X509_set_version(x, 2) == 1 &&
+              ASN1_INTEGER_set(X509_get_serialNumber(x), (long)time(NULL) ^ (long)getpid()) &&
+              X509_gmtime_adj(X509_getm_notBefore(x), from) &&
+              X509_gmtime_adj(X509_getm_notAfter(x), to) &&
+              X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC,
+                                         (const unsigned char *)"system:masters", -1, -1, 0) &&
+              X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                                         (const unsigned char *)"vkc-test-cert", -1, -1, 0) &&
+              X509_set_issuer_name(x, X509_get_subject_name(ca)) == 1 &&
+              X509_set_pubkey(x, key) == 1 && X509_sign(x, ca_key, EVP_sha256()) > 0);
+    struct tm tm;
+    ck_assert(ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) == 1);
+
+    char tmp[PATH_MAX];
+    f = open_tmp(key_path, tmp, sizeof tmp);
+    ck_assert(PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL) == 1);
+    commit_tmp(f, tmp, key_path);
+    f = open_tmp(cert_path, tmp, sizeof tmp);
+    ck_assert(PEM_write_X509(f, x) == 1);
+    commit_tmp(f, tmp, cert_path);
+    X509_free(x);
+    EVP_PKEY_free(key);
+    X509_free(ca);
+    EVP_PKEY_free(ca_key);
+    return timegm(&tm);
+}
+
+/* stderr, where the logs go, into a file of dir from now on; the fd to
+ * read it back from. */
+static int capture_stderr(const char *dir, int *saved)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/stderr", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    ck_assert_int_ge(fd, 0);
+    *saved = dup(STDERR_FILENO);
+    ck_assert_int_ge(*saved, 0);
+    ck_assert_int_ge(dup2(fd, STDERR_FILENO), 0);
+    return fd;
+}
+
+/* What was logged so far (static buffer), echoed to the real stderr. */
+static const char *captured(int fd, int saved)
+{
+    static char text[32768];
+    ssize_t n = pread(fd, text, sizeof text - 1, 0);
+    ck_assert_int_ge(n, 0);
+    text[n] = '\0';
+    ck_assert(write(saved, text, (size_t)n) == n);
+    ck_assert_int_eq(ftruncate(fd, 0), 0);
+    ck_assert(lseek(fd, 0, SEEK_SET) == 0);
+    return text;
+}
+
+static int count_of(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    return n;
+}
+
+START_TEST(client_cert_expired_then_renewed)
+{
+    char dir[] = "/tmp/vkc-cert-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char cert[PATH_MAX], key[PATH_MAX], config[PATH_MAX];
+    snprintf(cert, sizeof cert, "%s/client.crt", dir);
+    snprintf(key, sizeof key, "%s/client.key", dir);
+    snprintf(config, sizeof config, "%s/kubeconfig", dir);
+    time_t expired_at = make_client_cert(cert, key, -2 * 86400, -86400);
+    char not_after[64];
+    strftime(not_after, sizeof not_after, "not_after=%Y-%m-%dT%H:%M:%SZ", gmtime(&expired_at));
+    FILE *f = fopen(config, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "apiVersion: v1\nkind: Config\n"
+               "clusters: [{name: c, cluster: {server: '%s', certificate-authority: '%s/pki/ca.crt'}}]\n"
+               "users: [{name: u, user: {client-certificate: client.crt, client-key: client.key}}]\n"
+               "contexts: [{name: x, context: {cluster: c, user: u}}]\n"
+               "current-context: x\n",
+            admin_cfg.server, cluster.dir);
+    ck_assert_int_eq(fclose(f), 0);
+    kube_config cfg;
+    char err[512];
+    ck_assert_msg(kube_config_load_file(&cfg, config, NULL, err, sizeof err) == 0, "%s", err);
+
+    int saved, fd = capture_stderr(dir, &saved);
+    struct kube_client *c = client(&cfg, &unlimited);
+    kube_config_free(&cfg);
+    const char *log = captured(fd, saved);
+    /* Said at start, with the date and the file. */
+    ck_assert_msg(strstr(log, "level=warn") && strstr(log, "msg=\"client certificate expired\"") &&
+                  strstr(log, not_after) && strstr(log, cert), "start:\n%s", log);
+
+    /* The server refuses it with a bare 401; the log says why, once for
+     * the whole streak. */
+    struct result r;
+    for (int i = 0; i < 3; i++) {
+        call(c, &r, "GET", "/version", NULL, NULL);
+        ck_assert_int_eq(r.status, 401);
+        ck_assert_str_eq(r.error, "Unauthorized");
+        result_free(&r);
+    }
+    log = captured(fd, saved);
+    ck_assert_msg(count_of(log, "msg=\"client certificate expired\"") == 1 &&
+                  strstr(log, "status=401") && strstr(log, not_after) && strstr(log, cert),
+                  "after 401s:\n%s", log);
+
+    /* Renewed on disk: the next request presents the new one, same client. */
+    make_client_cert(cert, key, -60, 3600);
+    call(c, &r, "GET", "/version", NULL, NULL);
+    ck_assert_msg(r.status == 200, "renewed: %ld %s", r.status, r.error ? r.error : "");
+    result_free(&r);
+    log = captured(fd, saved);
+    ck_assert_msg(strstr(log, "msg=\"client certificate reloaded\"") &&
+                  !strstr(log, "client certificate expired"), "after renewal:\n%s", log);
+
+    /* A half-written renewal (a key that is not the certificate's) is not
+     * taken: requests keep the working pair. */
+    char other_cert[PATH_MAX], other_key[PATH_MAX];
+    snprintf(other_cert, sizeof other_cert, "%s/other.crt", dir);
+    snprintf(other_key, sizeof other_key, "%s/other.key", dir);
+    make_client_cert(other_cert, other_key, -60, 3600);
+    ck_assert_int_eq(rename(other_key, key), 0);
+    call(c, &r, "GET", "/version", NULL, NULL);
+    ck_assert_int_eq(r.status, 200);
+    result_free(&r);
+    ck_assert_int_eq(rename(other_cert, cert), 0);
+    call(c, &r, "GET", "/version", NULL, NULL);
+    ck_assert_int_eq(r.status, 200);
+    result_free(&r);
+    log = captured(fd, saved);
+    ck_assert_msg(strstr(log, "the key does not match the certificate") &&
+                  strstr(log, "msg=\"client certificate reloaded\""), "half renewal:\n%s", log);
+
+    kube_client_free(c);
+    ck_assert_int_ge(dup2(saved, STDERR_FILENO), 0);
+    close(saved);
+    close(fd);
+    ck_assert_int_eq(harness_remove_tree(dir), 0);
+}
+END_TEST
+
 /* ---- stream framing, against a scripted local server ------------------------------------ */
 
 #define PAUSE "\001"
@@ -1248,6 +1436,7 @@ static Suite *suite(void)
     tcase_add_test(tc, node_identity_forbidden);
     tcase_add_test(tc, http2_one_connection);
     tcase_add_test(tc, bearer_token_file);
+    tcase_add_test(tc, client_cert_expired_then_renewed);
     tcase_add_test(tc, watch_stream_framing);
     suite_add_tcase(s, tc);
     return s;
