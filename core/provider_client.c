@@ -108,6 +108,12 @@ bool pc_wait_ready(provider_client *pc, int timeout_ms)
     return vk_channel_wait_ready(pc->ch, timeout_ms);
 }
 
+/* Debug only: every failure is also returned to the caller, which logs it
+ * once with the status message (pods.c per failing streak, the supervisor
+ * for the handshake, statusfeed for the status stream), and that message
+ * already says what was wrong: the limit for a message over it ("exceeds
+ * the N byte limit", or gRPC's "larger than max (N vs. M)"), the type for a
+ * reply that does not decode. A second line here would log it twice. */
 static void count_error(provider_client *pc, const char *method, int code)
 {
     metric_add(pc->errors, (const char *[]){method}, 1);

@@ -108,11 +108,36 @@ const char *vk_ctx_method(const vk_ctx *ctx) { return vk_scall_method(ctx->call)
 vk_provider *vk_ctx_provider(vk_ctx *ctx) { return ctx->p; }
 void *vk_ctx_userdata(vk_ctx *ctx) { return ctx->p->ud; }
 
-/* Codes that are part of normal operation: the core expects them. */
+/* Codes that are part of normal operation: the core expects them. NOT_FOUND
+ * in particular is how GetPodStatus answers for a pod being created or
+ * deleted, many times a minute, so it is logged at debug only; its message
+ * (see pod_code) is what tells the core which pod. */
 static bool routine_failure(int code)
 {
     return code == VK_CANCELLED || code == VK_NOT_FOUND ||
            code == VK_ALREADY_EXISTS || code == VK_UNIMPLEMENTED;
+}
+
+/* " reason=\"" and 80 characters of it, the closing quote and NUL. */
+#define REASON_MAX 96
+
+/* " reason=\"...\"" for the log line. Only a bad request gets one: what is
+ * wrong with it (pod JSON that does not parse, no pod named) is what the
+ * operator needs, while other messages may quote pod documents. The text
+ * comes from the peer's input, so quotes, backslashes and control
+ * characters are blanked and it is cut short: it cannot forge a line. */
+static void log_reason(char out[REASON_MAX], const char *msg)
+{
+    int n = snprintf(out, REASON_MAX - 1, " reason=\"%.80s", msg);
+    if (n < 0) {
+        out[0] = '\0';
+        return;
+    }
+    for (int i = (int)sizeof " reason=\"" - 1; i < n; i++)
+        if (out[i] == '"' || out[i] == '\\' || (unsigned char)out[i] < 0x20)
+            out[i] = '_';
+    out[n] = '"';
+    out[n + 1] = '\0';
 }
 
 int provider_finish(vk_ctx *ctx, int code)
@@ -131,11 +156,13 @@ int provider_finish(vk_ctx *ctx, int code)
         msg = fallback;
     }
     if (code != VK_OK) {
-        /* Method and code only: messages may quote pod documents. While
-         * stopping, failures are what stopping does. */
+        /* While stopping, failures are what stopping does. */
         bool quiet = routine_failure(code) || atomic_load(&ctx->p->stopping);
-        vk_log(quiet ? VK_LOG_DEBUG : VK_LOG_WARN, "rpc failed", "method=%s code=%s",
-               ctx->name, vk_status_code_name(code));
+        char reason[REASON_MAX] = "";
+        if (code == VK_INVALID_ARGUMENT)
+            log_reason(reason, msg);
+        vk_log(quiet ? VK_LOG_DEBUG : VK_LOG_WARN, "rpc failed", "method=%s code=%s%s",
+               ctx->name, vk_status_code_name(code), reason);
     }
     vk_scall_finish(ctx->call, code, code == VK_OK ? NULL : msg);
     return code;
@@ -158,10 +185,18 @@ void *provider_recv(vk_ctx *ctx, const ProtobufCMessageDescriptor *desc)
     else if (rc == 0)
         provider_finish(ctx, vk_ctx_error(ctx, VK_INVALID_ARGUMENT,
                                           "%s request missing", ctx->name));
-    else
-        provider_finish(ctx, vk_ctx_error(ctx, VK_INVALID_ARGUMENT,
-                                          "malformed %s request", ctx->name));
+    /* rc < 0: vk_scall_recv ended the call with INVALID_ARGUMENT and logged
+     * which message did not decode; finishing here would log it again. */
     return NULL;
+}
+
+/* A callback's code for the pod ns/name: a NOT_FOUND it gave no message
+ * for says which pod, rather than the generic "GetPod failed". */
+static int pod_code(vk_ctx *ctx, int code, const char *ns, const char *name)
+{
+    if (code == VK_NOT_FOUND && ctx->error == NULL)
+        vk_ctx_error(ctx, code, "pod %s/%s not found", ns, name);
+    return code;
 }
 
 int provider_check_ref(vk_ctx *ctx, const Vkc__Provider__V1__PodRef *ref)
@@ -249,7 +284,8 @@ static int run_pod_callback(vk_ctx *ctx, int (*cb)(vk_ctx *, const vk_pod *),
                                err, sizeof err);
     if (pod == NULL)
         return provider_finish(ctx, vk_ctx_error(ctx, VK_INVALID_ARGUMENT, "%s", err));
-    int code = cb(ctx, pod);
+    int code = pod_code(ctx, cb(ctx, pod), pod->namespace ? pod->namespace : "",
+                        pod->name ? pod->name : "");
     if (uid != NULL)
         snprintf(uid, uid_len, "%s", pod->uid ? pod->uid : "");
     vk_pod_free(pod);
@@ -315,7 +351,9 @@ static int same_incarnation(vk_ctx *ctx, const Vkc__Provider__V1__PodRef *ref,
     if (pod_json == NULL) {
         if (ctx->p->ops->get_pod == NULL)
             return VK_OK; /* nothing to compare with */
-        int code = ctx->p->ops->get_pod(ctx, ref->namespace_, ref->name, &fetched);
+        int code = pod_code(ctx, ctx->p->ops->get_pod(ctx, ref->namespace_, ref->name,
+                                                      &fetched),
+                            ref->namespace_, ref->name);
         if (code != VK_OK) {
             vk_buf_free(&fetched);
             return code;
@@ -342,7 +380,9 @@ static void serve_get_pod(vk_ctx *ctx)
         return;
     if (provider_check_ref(ctx, req->pod) == 0) {
         vk_buf out = VK_BUF_INIT;
-        int code = ctx->p->ops->get_pod(ctx, req->pod->namespace_, req->pod->name, &out);
+        int code = pod_code(ctx, ctx->p->ops->get_pod(ctx, req->pod->namespace_,
+                                                      req->pod->name, &out),
+                            req->pod->namespace_, req->pod->name);
         if (code == VK_OK)
             code = same_incarnation(ctx, req->pod, &out);
         if (code == VK_OK) {
@@ -368,7 +408,9 @@ static void serve_get_pod_status(vk_ctx *ctx)
         vk_buf out = VK_BUF_INIT;
         int code = same_incarnation(ctx, req->pod, NULL);
         if (code == VK_OK)
-            code = ctx->p->ops->get_pod_status(ctx, req->pod->namespace_, req->pod->name, &out);
+            code = pod_code(ctx, ctx->p->ops->get_pod_status(ctx, req->pod->namespace_,
+                                                             req->pod->name, &out),
+                            req->pod->namespace_, req->pod->name);
         if (code == VK_OK) {
             Vkc__Provider__V1__GetPodStatusResponse resp =
                 VKC__PROVIDER__V1__GET_POD_STATUS_RESPONSE__INIT;

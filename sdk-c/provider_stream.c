@@ -327,6 +327,15 @@ int vk_stream_read(vk_stream *s, vk_input *in, int timeout_ms)
 
 /* ---- the RPCs ----------------------------------------------------------- */
 
+/* A callback's code for the pod ref names: a NOT_FOUND it gave no message
+ * for says which pod (as provider.c does for the unary RPCs). */
+static int pod_code(vk_ctx *ctx, int code, const Vkc__Provider__V1__PodRef *ref)
+{
+    if (code == VK_NOT_FOUND && ctx->error == NULL)
+        vk_ctx_error(ctx, code, "pod %s/%s not found", ref->namespace_, ref->name);
+    return code;
+}
+
 static int64_t opt_value(const Vkc__Provider__V1__Int64Value *v, int64_t absent)
 {
     return v != NULL ? v->value : absent;
@@ -357,7 +366,7 @@ void serve_container_logs(vk_ctx *ctx)
     int code = ctx->p->ops->get_container_logs(ctx, req->pod->namespace_, req->pod->name,
                                                req->container, &opt, &s);
     close_send(&s);
-    provider_finish(ctx, code);
+    provider_finish(ctx, pod_code(ctx, code, req->pod));
     stream_destroy(&s);
 out:
     protobuf_c_message_free_unpacked(&req->base, NULL);
@@ -370,17 +379,17 @@ static void end_bidi(vk_stream *s, int code, const ProtobufCMessage *last)
     pthread_mutex_lock(&s->mu);
     bool malformed = s->malformed;
     pthread_mutex_unlock(&s->mu);
-    if (malformed)
-        code = vk_ctx_error(s->ctx, VK_INVALID_ARGUMENT, "malformed %s message",
-                            s->ctx->name);
 
     pthread_mutex_lock(&s->send_mu);
-    if (code == VK_OK && last != NULL && !s->send_closed)
+    if (!malformed && code == VK_OK && last != NULL && !s->send_closed)
         vk_scall_send(s->ctx->call, last);
     s->send_closed = true;
     pthread_mutex_unlock(&s->send_mu);
 
-    provider_finish(s->ctx, code);
+    /* A message that did not decode already ended the call with
+     * INVALID_ARGUMENT, and was logged, in vk_scall_recv. */
+    if (!malformed)
+        provider_finish(s->ctx, code);
     stop_reader(s);
     stream_destroy(s);
 }
@@ -426,7 +435,7 @@ static void serve_exec_like(vk_ctx *ctx, exec_fn cb)
         goto out;
     }
     int exit_code = 0;
-    int code = cb(ctx, &r, &s, &exit_code);
+    int code = pod_code(ctx, cb(ctx, &r, &s, &exit_code), st->pod);
 
     Vkc__Provider__V1__ExecExit ex = VKC__PROVIDER__V1__EXEC_EXIT__INIT;
     ex.exit_code = exit_code;
@@ -466,8 +475,9 @@ void serve_port_forward(vk_ctx *ctx)
         stream_destroy(&s);
         goto out;
     }
-    int code = ctx->p->ops->port_forward(ctx, st->pod->namespace_, st->pod->name,
-                                         st->port, &s);
+    int code = pod_code(ctx, ctx->p->ops->port_forward(ctx, st->pod->namespace_,
+                                                       st->pod->name, st->port, &s),
+                        st->pod);
     end_bidi(&s, code, NULL);
 out:
     protobuf_c_message_free_unpacked(&first->base, NULL);

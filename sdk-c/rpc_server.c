@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include <grpc/byte_buffer.h>
 #include <grpc/slice.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
@@ -79,6 +80,45 @@ struct vk_scall {
     int client_cancelled;        /* set by gRPC when the batch completes */
     atomic_bool closed;          /* batch reaped */
 };
+
+/* ---- bad-input log gate -------------------------------------------------- */
+
+/* Bad input a client can send in a loop (malformed requests, replies over
+ * the limit) must not flood the log: a burst of LOG_BURST lines, then one a
+ * second. The next line that gets out counts the ones held back. */
+#define LOG_BURST 10
+
+static struct {
+    pthread_mutex_t mu;
+    bool started;
+    double tokens, last; /* seconds, CLOCK_MONOTONIC */
+    unsigned held;
+} log_gate = {PTHREAD_MUTEX_INITIALIZER, false, LOG_BURST, 0, 0};
+
+static bool log_allow(unsigned *held)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    double now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    pthread_mutex_lock(&log_gate.mu);
+    if (log_gate.started) {
+        log_gate.tokens += now - log_gate.last;
+        if (log_gate.tokens > LOG_BURST)
+            log_gate.tokens = LOG_BURST;
+    }
+    log_gate.started = true;
+    log_gate.last = now;
+    bool ok = log_gate.tokens >= 1;
+    if (ok) {
+        log_gate.tokens -= 1;
+        *held = log_gate.held;
+        log_gate.held = 0;
+    } else {
+        log_gate.held++;
+    }
+    pthread_mutex_unlock(&log_gate.mu);
+    return ok;
+}
 
 /* ---- calls -------------------------------------------------------------- */
 
@@ -198,6 +238,12 @@ static bool refuse_oversize(vk_scall *c, const ProtobufCMessage *msg)
     char why[96];
     snprintf(why, sizeof(why), "reply of %zu bytes exceeds the %zu byte limit",
              len, max);
+    /* The handler only sees its send fail; this is the one line that says
+     * why. */
+    unsigned held;
+    if (log_allow(&held))
+        vk_warn("reply over the size limit", "method=%s bytes=%zu limit=%zu suppressed=%u",
+                c->route->method, len, max, held);
     end_call(c, VK_RESOURCE_EXHAUSTED, why);
     return true;
 }
@@ -233,14 +279,19 @@ int vk_scall_recv(vk_scall *c, const ProtobufCMessageDescriptor *desc,
         return 0;
     }
     *out = vk_rpc_unpack(bb, desc);
-    grpc_byte_buffer_destroy(bb);
     if (*out == NULL) {
+        /* Logged here, where the message type and size are known; callers
+         * only see -1. */
+        unsigned held;
+        if (log_allow(&held))
+            vk_warn("malformed request", "method=%s message=%s bytes=%zu suppressed=%u",
+                    c->route->method, desc->name, grpc_byte_buffer_length(bb), held);
         char why[160];
         snprintf(why, sizeof(why), "malformed %s message", desc->name);
         end_call(c, VK_INVALID_ARGUMENT, why);
-        return -1;
     }
-    return 1;
+    grpc_byte_buffer_destroy(bb);
+    return *out != NULL ? 1 : -1;
 }
 
 int vk_scall_send(vk_scall *c, const ProtobufCMessage *msg)

@@ -581,6 +581,98 @@ START_TEST(test_client_rpcs)
 }
 END_TEST
 
+/* Bad input through the core's provider client: each failure comes back
+ * with a status that says what was wrong, promptly, and the client itself
+ * logs nothing at the default level, since its callers log the status
+ * (a second line would say it twice). Its log goes to fd 2, pointed at a
+ * file meanwhile. */
+static int lines_with(const char *log, const char *a, const char *b)
+{
+    int n = 0;
+    for (const char *line = log; *line != '\0';) {
+        const char *end = strchr(line, '\n');
+        size_t len = end ? (size_t)(end - line) : strlen(line);
+        char *l = strndup(line, len);
+        if (strstr(l, a) != NULL && strstr(l, b) != NULL)
+            n++;
+        free(l);
+        line += len + (end != NULL);
+    }
+    return n;
+}
+
+START_TEST(test_client_bad_input)
+{
+    proc mock;
+    char target[160];
+    mock_start(&mock, target, sizeof target);
+    vk_rpc_init();
+    metrics *reg = metrics_new();
+    metric *errors = metrics_counter(reg, "provider_rpc_errors_total", "x", "method");
+    vk_status st = {0, NULL};
+    provider_client *pc = pc_new(target, 5000, errors);
+    ck_assert(pc_wait_ready(pc, 5000));
+    pc_info info;
+    ck_assert_int_eq(pc_handshake(pc, "test-node", "", 5000, &info, &st), VK_OK);
+    pc_info_clear(&info);
+
+    char log_path[128];
+    snprintf(log_path, sizeof log_path, "%s/log", tmp);
+    int log_fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    ck_assert_int_ge(log_fd, 0);
+    int saved = dup(STDERR_FILENO);
+    dup2(log_fd, STDERR_FILENO);
+    close(log_fd);
+
+    size_t big = VK_RPC_MAX_MESSAGE + 1;
+    char *json = malloc(big);
+    ck_assert_ptr_nonnull(json);
+    memset(json, ' ', big);
+    ck_assert_int_eq(pc_create_pod(pc, json, big, &st), VK_RESOURCE_EXHAUSTED);
+    ck_assert_ptr_nonnull(strstr(st.message, "exceeds the 16777216 byte limit"));
+    free(json);
+
+    vk_buf b = VK_BUF_INIT;
+    ck_assert_int_eq(pc_get_pod_status(pc, "default", "ghost", "", &b, &st), VK_NOT_FOUND);
+    ck_assert_str_eq(st.message, "pod default/ghost not found");
+    vk_buf_free(&b);
+
+    pc_stream *s = NULL;
+    ck_assert_int_eq(pc_watch_pod_status(pc, &s, &st), VK_OK);
+    ck_assert_int_eq(kill(mock.pid, SIGKILL), 0);
+    long t0 = now_ms();
+    ProtobufCMessage *m;
+    while (pc_stream_next(s, &m) == 1)
+        protobuf_c_message_free_unpacked(m, NULL);
+    ck_assert_int_eq(pc_stream_finish(s, &st), VK_UNAVAILABLE);
+    ck_assert_int_lt(now_ms() - t0, 3000);
+    pc_stream_free(s);
+
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    vk_buf log = VK_BUF_INIT;
+    FILE *f = fopen(log_path, "r");
+    ck_assert_ptr_nonnull(f);
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        vk_buf_append(&log, chunk, n);
+    fclose(f);
+    vk_buf_puts(&log, "");
+    ck_assert_int_eq(lines_with(log.data, "CreatePod", ""), 0);
+    ck_assert_int_eq(lines_with(log.data, "GetPodStatus", ""), 0);
+    ck_assert_int_eq(lines_with(log.data, "WatchPodStatus", ""), 0);
+
+    vk_buf_free(&log);
+    pc_unref(pc);
+    vk_status_clear(&st);
+    metrics_free(reg);
+    vk_rpc_shutdown();
+    ck_assert(proc_wait_exit(&mock, 10000));
+    proc_end(&mock);
+}
+END_TEST
+
 /* ---- 3. a killed provider is restarted ----------------------------------------- */
 
 START_TEST(test_restart_after_kill)
@@ -820,6 +912,42 @@ START_TEST(test_sigterm)
     ck_assert_int_eq(errno, ESRCH);
     ck_assert_ptr_nonnull(strstr(core.seen.data, "msg=\"provider stopped\""));
     ck_assert_ptr_nonnull(strstr(core.seen.data, "msg=\"core stopped\""));
+    proc_end(&core);
+}
+END_TEST
+
+/* A provider that ignores SIGTERM is killed after --provider-stop-timeout,
+ * and the core still exits promptly. The provider is a shell that ignores
+ * TERM and runs the mock (which stops on it, having its own handler) and a
+ * loop of sleeps (which inherit the ignore): the shell, the process the
+ * core waits for, outlives the SIGTERM. */
+START_TEST(test_stop_timeout_kills)
+{
+    char script[128], mock[PATH_MAX];
+    snprintf(script, sizeof script, "%s/stubborn.sh", tmp);
+    ck_assert_ptr_nonnull(realpath(bin("vkc-provider-mock"), mock));
+    FILE *f = fopen(script, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "#!/bin/sh\ntrap '' TERM\n'%s' &\nwhile :; do sleep 1; done\n", mock);
+    fclose(f);
+    ck_assert_int_eq(chmod(script, 0700), 0);
+    const char *more[] = {"--provider-cmd", script, "--provider-stop-timeout", "1s", NULL};
+
+    proc core;
+    core_start(&core, more, NULL);
+    pid_t provider = wait_ready(&core, 15000);
+    long t0 = now_ms();
+    kill(core.pid, SIGTERM);
+    char line[2048];
+    ck_assert(proc_wait_line(&core, "msg=\"provider did not stop in time, killing it\"", 5000,
+                             line, sizeof line));
+    ck_assert_int_eq(field(line, "pid"), provider);
+    ck_assert(proc_wait_exit(&core, 5000));
+    long took = now_ms() - t0;
+    ck_assert_int_ge(took, 1000);
+    ck_assert_int_lt(took, 1000 + 3000);
+    ck_assert_int_eq(proc_exit_code(&core), 0);
+    ck_assert(!alive(provider));
     proc_end(&core);
 }
 END_TEST
@@ -1070,12 +1198,14 @@ int main(void)
     tcase_set_timeout(procs, 60);
     tcase_add_test(procs, test_provider_ready);
     tcase_add_test(procs, test_client_rpcs);
+    tcase_add_test(procs, test_client_bad_input);
     tcase_add_test(procs, test_restart_after_kill);
     tcase_add_test(procs, test_hung_provider);
     tcase_add_test(procs, test_protocol_mismatch);
     tcase_add_test(procs, test_bad_flags);
     tcase_add_test(procs, test_metrics_addr);
     tcase_add_test(procs, test_sigterm);
+    tcase_add_test(procs, test_stop_timeout_kills);
     tcase_add_test(procs, test_second_core_refused);
     tcase_add_test(procs, test_callback_denied);
     suite_add_tcase(s, procs);

@@ -2,6 +2,7 @@
  * vk_provider with a small callback table on a Unix socket, called through
  * the client half of rpc.h the way vkc-core calls it. */
 #include <check.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -108,11 +109,13 @@ static int t_get_pod(vk_ctx *ctx, const char *ns, const char *name, vk_buf *out)
     return vk_ctx_error(ctx, VK_NOT_FOUND, "pod %s/%s not found", ns, name);
 }
 
+/* Answers NOT_FOUND without a message: the SDK must say which pod. */
 static int t_get_pod_status(vk_ctx *ctx, const char *ns, const char *name, vk_buf *out)
 {
+    (void)ctx;
     (void)ns;
     if (strcmp(name, "web") != 0)
-        return vk_ctx_error(ctx, VK_NOT_FOUND, "pod %s not found", name);
+        return VK_NOT_FOUND;
     vk_buf_puts(out, "{\"phase\":\"Running\"}");
     return VK_OK;
 }
@@ -502,6 +505,129 @@ START_TEST(callback_errors_reach_the_client)
     ck_assert_int_eq((int)sresp->status_json.len, 19);
     ck_assert(memcmp(sresp->status_json.data, "{\"phase\":\"Running\"}", 19) == 0);
     protobuf_c_message_free_unpacked(&sresp->base, NULL);
+}
+END_TEST
+
+/* ---- what bad input logs ------------------------------------------------ */
+
+/* The SDK logs to fd 2: point it at a file for the length of a case. */
+struct capture {
+    int saved;
+    char path[64];
+};
+
+static void capture_start(struct capture *c)
+{
+    snprintf(c->path, sizeof c->path, "/tmp/vkc-test-log.XXXXXX");
+    int fd = mkstemp(c->path);
+    ck_assert_int_ge(fd, 0);
+    c->saved = dup(STDERR_FILENO);
+    ck_assert_int_ge(c->saved, 0);
+    ck_assert_int_ge(dup2(fd, STDERR_FILENO), 0);
+    close(fd);
+}
+
+/* Stop capturing; what was logged (free it). */
+static char *capture_end(struct capture *c)
+{
+    dup2(c->saved, STDERR_FILENO);
+    close(c->saved);
+    vk_buf b = VK_BUF_INIT;
+    FILE *f = fopen(c->path, "r");
+    ck_assert_ptr_nonnull(f);
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        vk_buf_append(&b, chunk, n);
+    fclose(f);
+    unlink(c->path);
+    vk_buf_puts(&b, "");
+    return b.data;
+}
+
+/* Lines of log holding both a and b. */
+static int lines_with(const char *log, const char *a, const char *b)
+{
+    int n = 0;
+    for (const char *line = log; *line != '\0';) {
+        const char *end = strchr(line, '\n');
+        size_t len = end ? (size_t)(end - line) : strlen(line);
+        char *l = strndup(line, len);
+        if (strstr(l, a) != NULL && strstr(l, b) != NULL)
+            n++;
+        free(l);
+        line += len + (end != NULL);
+    }
+    return n;
+}
+
+/* A HandshakeRequest has a varint as field 1 where CreatePodRequest and
+ * ExecInput have bytes and a message: it does not decode as either. */
+static void send_junk(vk_call *c)
+{
+    Vkc__Provider__V1__HandshakeRequest junk = VKC__PROVIDER__V1__HANDSHAKE_REQUEST__INIT;
+    junk.protocol_version = 1;
+    ck_assert_int_eq(vk_call_send(c, &junk.base), 0);
+}
+
+START_TEST(bad_input_is_logged_once)
+{
+    struct capture cap;
+    vk_status st = {0, NULL};
+    capture_start(&cap);
+
+    /* A request that is no CreatePodRequest: one line naming the type. */
+    vk_call *c = stream("CreatePod");
+    send_junk(c);
+    vk_call_close_send(c);
+    ck_assert_int_eq(end_stream(c, &st), VK_INVALID_ARGUMENT);
+    ck_assert_str_eq(st.message, "malformed vkc.provider.v1.CreatePodRequest message");
+    vk_status_clear(&st);
+
+    /* Pod JSON that does not parse: one line with the reason. */
+    ck_assert_int_eq(create_pod("{\"metadata\":", &st), VK_INVALID_ARGUMENT);
+    vk_status_clear(&st);
+
+    /* An unknown pod: a clear status, and no line (it is routine). */
+    Vkc__Provider__V1__PodRef ref = VKC__PROVIDER__V1__POD_REF__INIT;
+    ref.namespace_ = "default";
+    ref.name = "ghost";
+    Vkc__Provider__V1__GetPodStatusRequest sreq = VKC__PROVIDER__V1__GET_POD_STATUS_REQUEST__INIT;
+    sreq.pod = &ref;
+    ck_assert_int_eq(call(ch, "GetPodStatus", &sreq.base,
+                          &vkc__provider__v1__get_pod_status_response__descriptor, NULL, &st),
+                     VK_NOT_FOUND);
+    ck_assert_str_eq(st.message, "pod default/ghost not found");
+    vk_status_clear(&st);
+
+    /* Junk in the middle of an exec stream: one line, not two. */
+    c = stream("ExecInContainer");
+    ref.name = "web";
+    char *cmd[] = {"block"};
+    Vkc__Provider__V1__ExecStart start = VKC__PROVIDER__V1__EXEC_START__INIT;
+    start.pod = &ref;
+    start.command = cmd;
+    start.n_command = 1;
+    Vkc__Provider__V1__ExecInput in;
+    vkc__provider__v1__exec_input__init(&in);
+    in.input_case = VKC__PROVIDER__V1__EXEC_INPUT__INPUT_START;
+    in.start = &start;
+    ck_assert_int_eq(vk_call_send(c, &in.base), 0);
+    EVENTUALLY(exec_blocked, 5000);
+    send_junk(c);
+    ck_assert_int_eq(end_stream(c, &st), VK_INVALID_ARGUMENT);
+    vk_status_clear(&st);
+    EVENTUALLY(exec_returned, 5000);
+
+    char *log = capture_end(&cap);
+    ck_assert_int_eq(lines_with(log, "malformed request", "method=" P "CreatePod "), 1);
+    ck_assert_int_eq(lines_with(log, "message=vkc.provider.v1.CreatePodRequest", "bytes="), 1);
+    ck_assert_int_eq(lines_with(log, "method=CreatePod ", "rpc failed"), 1);
+    ck_assert_int_eq(lines_with(log, "method=CreatePod ", "reason=\"pod JSON"), 1);
+    ck_assert_int_eq(lines_with(log, "GetPodStatus", ""), 0);
+    ck_assert_int_eq(lines_with(log, "malformed request", "method=" P "ExecInContainer "), 1);
+    ck_assert_int_eq(lines_with(log, "ExecInContainer", ""), 1);
+    free(log);
 }
 END_TEST
 
@@ -1174,6 +1300,7 @@ static Suite *provider_suite(void)
     tcase_add_test(tc, exec_without_start_is_invalid_argument);
     tcase_add_test(tc, exec_sees_the_user_go_away);
     tcase_add_test(tc, exec_malformed_input_is_invalid_argument);
+    tcase_add_test(tc, bad_input_is_logged_once);
     tcase_add_test(tc, port_forward_echo);
     tcase_add_test(tc, core_callback_round_trip);
     tcase_add_test(tc, provider_main_flags_and_signals);

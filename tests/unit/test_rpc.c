@@ -3,6 +3,7 @@
  * (check's fork mode) with its own gRPC init/shutdown, server and channel. */
 #include <check.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -11,7 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -728,6 +731,102 @@ START_TEST(server_dies_mid_stream)
 }
 END_TEST
 
+START_TEST(deadline_mid_stream)
+{
+    /* 100 replies 50 ms apart cannot fit in 300 ms. */
+    vk_call *c = vk_call_start(ch, M_SSTREAM, 300);
+    ck_assert_ptr_nonnull(c);
+    Req req = VKC__TEST__ECHO_REQUEST__INIT;
+    req.text = "tick";
+    req.count = 100;
+    req.delay_ms = 50;
+    ck_assert_int_eq(vk_call_send(c, &req.base), 0);
+    ck_assert_int_eq(vk_call_close_send(c), 0);
+    long t0 = now_ms();
+    Rep *rep;
+    int n = 0;
+    while (recv_rep(c, &rep) == 1) {
+        n++;
+        free_msg(rep);
+    }
+    ck_assert_int_gt(n, 0);
+    ck_assert_int_lt(n, 100);
+    vk_status st = {0, NULL};
+    ck_assert_int_eq(vk_call_finish(c, &st), VK_DEADLINE_EXCEEDED);
+    ck_assert_int_lt(now_ms() - t0, 2000);
+    vk_call_free(c);
+    /* The handler learnt it while waiting between replies, and returned. */
+    ck_assert(probe_wait(&P.saw_cancelled, 1, 3000));
+    ck_assert(probe_wait(&P.handler_done, 1, 3000));
+    vk_status_clear(&st);
+}
+END_TEST
+
+/* The echo server in a process of its own: this binary again, told by the
+ * environment to serve at addr (see main). */
+static pid_t spawn_server(const char *at)
+{
+    char env[200];
+    snprintf(env, sizeof(env), "VKC_TEST_RPC_SERVE=%s", at);
+    char *const envp[] = {env, NULL};
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        execle("/proc/self/exe", "test_rpc", (char *)NULL, envp);
+        _exit(127);
+    }
+    return pid;
+}
+
+static int serve_main(const char *at)
+{
+    vk_rpc_init();
+    vk_server *s = echo_server(at, 0, 4);
+    if (vk_server_start(s) != 0)
+        return 1;
+    for (;;)
+        pause(); /* until killed */
+}
+
+START_TEST(peer_killed_mid_stream)
+{
+    char child_addr[160];
+    snprintf(child_addr, sizeof(child_addr), "unix:%s/child.sock", dir);
+    pid_t pid = spawn_server(child_addr);
+    vk_channel *c = vk_channel_open(child_addr, 0);
+    long until = now_ms() + 5000;
+    while (!vk_channel_wait_ready(c, 200) && now_ms() < until)
+        ;
+    ck_assert_msg(now_ms() < until, "the server child did not come up");
+
+    vk_call *call = vk_call_start(c, M_SSTREAM, 10000);
+    Req req = VKC__TEST__ECHO_REQUEST__INIT;
+    req.text = "hold";
+    ck_assert_int_eq(vk_call_send(call, &req.base), 0);
+    ck_assert_int_eq(vk_call_close_send(call), 0);
+    Rep *rep;
+    ck_assert_int_eq(recv_rep(call, &rep), 1);
+    free_msg(rep);
+
+    ck_assert_int_eq(kill(pid, SIGKILL), 0);
+    long t0 = now_ms();
+    ck_assert_int_eq(recv_rep(call, &rep), 0);
+    vk_status st = {0, NULL};
+    ck_assert_int_eq(vk_call_finish(call, &st), VK_UNAVAILABLE);
+    ck_assert_int_lt(now_ms() - t0, 3000);
+    vk_call_free(call);
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    /* New calls fail fast instead of hanging. */
+    t0 = now_ms();
+    ck_assert_int_eq(unary(c, "x", 0, 0, 0, 5000, NULL, &st), VK_UNAVAILABLE);
+    ck_assert_int_lt(now_ms() - t0, 3000);
+    vk_channel_close(c);
+    vk_status_clear(&st);
+}
+END_TEST
+
 START_TEST(server_stop_with_grace)
 {
     /* A call that ends within the grace period is not cut short. */
@@ -985,6 +1084,112 @@ START_TEST(malformed_response)
 }
 END_TEST
 
+/* ---- what bad input logs --------------------------------------------------- */
+
+/* The glue logs to fd 2: point it at a file for the length of a case. */
+static int capture_saved = -1;
+static char capture_path[64];
+
+static void capture_start(void)
+{
+    snprintf(capture_path, sizeof(capture_path), "/tmp/vkc-test-log.XXXXXX");
+    int fd = mkstemp(capture_path);
+    ck_assert_int_ge(fd, 0);
+    capture_saved = dup(STDERR_FILENO);
+    ck_assert_int_ge(dup2(fd, STDERR_FILENO), 0);
+    close(fd);
+}
+
+/* Stop capturing; what was logged, in a static buffer. */
+static const char *capture_end(void)
+{
+    static char log[1 << 16];
+    dup2(capture_saved, STDERR_FILENO);
+    close(capture_saved);
+    FILE *f = fopen(capture_path, "r");
+    ck_assert_ptr_nonnull(f);
+    size_t n = fread(log, 1, sizeof(log) - 1, f);
+    log[n] = '\0';
+    fclose(f);
+    unlink(capture_path);
+    return log;
+}
+
+/* Lines of log holding both a and b. */
+static int lines_with(const char *log, const char *a, const char *b)
+{
+    int n = 0;
+    for (const char *line = log; *line != '\0';) {
+        const char *end = strchr(line, '\n');
+        size_t len = end ? (size_t)(end - line) : strlen(line);
+        char *l = strndup(line, len);
+        if (strstr(l, a) != NULL && strstr(l, b) != NULL)
+            n++;
+        free(l);
+        line += len + (end != NULL);
+    }
+    return n;
+}
+
+START_TEST(bad_input_logged_once)
+{
+    char small_addr[160];
+    snprintf(small_addr, sizeof(small_addr), "unix:%s/small.sock", dir);
+    vk_server *small = echo_server(small_addr, 4096, 4);
+    ck_assert_int_eq(vk_server_start(small), 0);
+    vk_channel *c = vk_channel_open(small_addr, 0);
+    vk_status st = {0, NULL};
+    char details[256];
+    capture_start();
+
+    /* Garbage for a request: one line naming method, type and size. */
+    ck_assert_int_eq(raw_unary(addr, M_UNARY, "\xff\xff\xff\xff\xff", 5,
+                               details, sizeof(details)),
+                     GRPC_STATUS_INVALID_ARGUMENT);
+    /* A reply over the limit: the server says so once. */
+    ck_assert_int_eq(unary(c, "out", 8000, 0, 0, 5000, NULL, &st),
+                     VK_RESOURCE_EXHAUSTED);
+    /* A request over the server's limit never reaches the glue: gRPC
+     * answers it, so only the client can tell, from a status that says
+     * the limit (the core's callers log that). */
+    ck_assert_int_eq(unary(c, "in", 0, 0, 8000, 5000, NULL, &st),
+                     VK_RESOURCE_EXHAUSTED);
+    ck_assert_ptr_nonnull(strstr(st.message, "4096"));
+    ck_assert(probe_wait(&P.handler_done, 2, 3000));
+
+    const char *log = capture_end();
+    ck_assert_int_eq(lines_with(log, "msg=\"malformed request\"",
+                                "method=" M_UNARY " message=vkc.test.EchoRequest bytes=5"), 1);
+    ck_assert_int_eq(lines_with(log, "msg=\"reply over the size limit\"",
+                                "limit=4096"), 1);
+    ck_assert_int_eq(lines_with(log, "level=warn", ""), 2);
+
+    vk_channel_close(c);
+    vk_server_stop(small, 1000);
+    vk_server_free(small);
+    vk_status_clear(&st);
+}
+END_TEST
+
+/* A peer sending garbage in a loop cannot flood the log: a burst of ten
+ * lines, then one a second. */
+START_TEST(bad_input_log_is_rate_limited)
+{
+    char details[256];
+    capture_start();
+    long t0 = now_ms();
+    for (int i = 0; i < 30; i++)
+        ck_assert_int_eq(raw_unary(addr, M_UNARY, "\xff\xff", 2, details,
+                                   sizeof(details)),
+                         GRPC_STATUS_INVALID_ARGUMENT);
+    long took_s = (now_ms() - t0) / 1000;
+    const char *log = capture_end();
+    int n = lines_with(log, "msg=\"malformed request\"", "");
+    ck_assert_int_ge(n, 10);
+    ck_assert_int_le(n, 10 + took_s + 1);
+}
+END_TEST
+
 START_TEST(max_workers)
 {
     char one_addr[160];
@@ -1139,6 +1344,8 @@ static Suite *rpc_suite(void)
     tcase_add_test(tc, cancel_unblocks_recv);
     tcase_add_test(tc, free_cancels);
     tcase_add_test(tc, server_dies_mid_stream);
+    tcase_add_test(tc, deadline_mid_stream);
+    tcase_add_test(tc, peer_killed_mid_stream);
     tcase_add_test(tc, server_stop_with_grace);
     tcase_add_test(tc, send_blocks_when_peer_stops_reading);
 
@@ -1148,6 +1355,8 @@ static Suite *rpc_suite(void)
     tcase_add_test(tc, malformed_request);
     tcase_add_test(tc, garbage_request);
     tcase_add_test(tc, malformed_response);
+    tcase_add_test(tc, bad_input_logged_once);
+    tcase_add_test(tc, bad_input_log_is_rate_limited);
     tcase_add_test(tc, max_workers);
 
     tc = tcase(s, "addresses");
@@ -1160,6 +1369,9 @@ static Suite *rpc_suite(void)
 
 int main(void)
 {
+    const char *serve = getenv("VKC_TEST_RPC_SERVE");
+    if (serve != NULL)
+        return serve_main(serve);
     SRunner *sr = srunner_create(rpc_suite());
     srunner_run_all(sr, CK_ENV);
     int failed = srunner_ntests_failed(sr);
