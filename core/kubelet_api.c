@@ -256,9 +256,8 @@ static enum route route_of(call *c)
     int n = c->n_seg;
     if (n > MAX_SEGMENTS || n == 0)
         return R_UNKNOWN;
-    for (int i = 0; i < n; i++)
-        if (!c->seg[i][0])
-            return R_UNKNOWN;
+    /* An empty segment matches no fixed word; as a name it is a 400
+     * (names_ok). */
     const char *s = c->seg[0];
     if (strcmp(s, "healthz") == 0 &&
         (n == 1 || (n == 2 && (seg_is(c, 1, "ping") || seg_is(c, 1, "log") ||
@@ -301,6 +300,151 @@ static bool method_ok(enum route r, const char *method)
     default:
         return get;
     }
+}
+
+/* ---- names in the path ------------------------------------------------------------- */
+
+/* A DNS-1123 label of at most max characters: lower-case letters, digits
+ * and inner dashes. */
+static bool dns_label(const char *s, size_t len, size_t max)
+{
+    if (len == 0 || len > max)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char ch = s[i];
+        bool alnum = (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9');
+        if (!alnum && !(ch == '-' && i > 0 && i + 1 < len))
+            return false;
+    }
+    return true;
+}
+
+/* A DNS-1123 subdomain (what pod names are): labels joined by dots, 253
+ * characters at most. "." and ".." have empty labels. */
+static bool dns_subdomain(const char *s)
+{
+    if (strlen(s) > 253)
+        return false;
+    for (;;) {
+        const char *dot = strchr(s, '.');
+        size_t n = dot ? (size_t)(dot - s) : strlen(s);
+        if (!dns_label(s, n, 253))
+            return false;
+        if (!dot)
+            return true;
+        s = dot + 1;
+    }
+}
+
+/* A pod UID as the API server makes them (a UUID) or a static pod's hash:
+ * letters, digits and dashes. */
+static bool uid_ok(const char *s)
+{
+    size_t len = strlen(s);
+    if (len == 0 || len > 128)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!(s[i] >= 'a' && s[i] <= 'z') && !(s[i] >= 'A' && s[i] <= 'Z') &&
+            !(s[i] >= '0' && s[i] <= '9') && s[i] != '-')
+            return false;
+    return true;
+}
+
+/* The names of a logs, exec, attach, port-forward or run path, checked as
+ * Kubernetes checks them when the objects are made: no namespace, pod or
+ * container is called ".", ".." or "", so such a path never reaches the
+ * provider. The path is decoded before it is split (as the kubelet's
+ * router has it), so a "%2F" only adds a segment, and every segment is
+ * checked. True, or false after answering 400. */
+static bool names_ok(call *c)
+{
+    bool has_ctr = c->route != R_PORT_FORWARD;
+    int named = has_ctr ? 4 : 3; /* segments without the uid */
+    const char *ns = c->seg[1], *pod = c->seg[2];
+    const char *uid = c->route != R_LOGS && c->n_seg > named ? c->seg[3] : NULL;
+    const char *ctr = has_ctr ? c->seg[c->n_seg - 1] : NULL;
+    const char *what = NULL, *bad = NULL, *rule = NULL;
+    if (!dns_label(ns, strlen(ns), 63))
+        what = "namespace", bad = ns, rule = "an RFC 1123 label";
+    else if (!dns_subdomain(pod))
+        what = "pod name", bad = pod, rule = "an RFC 1123 subdomain";
+    else if (uid && !uid_ok(uid))
+        what = "pod UID", bad = uid, rule = "letters, digits and '-'";
+    else if (ctr && !dns_label(ctr, strlen(ctr), 63))
+        what = "container name", bad = ctr, rule = "an RFC 1123 label";
+    if (!what)
+        return true;
+    reply_status(c->api, c->req, c->route, 400, "invalid %s \"%.64s\": must be %s", what, bad,
+                 rule);
+    return false;
+}
+
+/* ---- the pod cache ------------------------------------------------------------------ */
+
+static bool has_container(yajl_val pod, const char *name)
+{
+    static const char *const lists[] = {"containers", "initContainers", "ephemeralContainers"};
+    for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
+        yajl_val a = vk_json_get(pod, "spec", lists[i], NULL);
+        for (size_t j = 0; YAJL_IS_ARRAY(a) && j < a->u.array.len; j++)
+            if (strcmp(vk_json_str(vk_json_member(a->u.array.values[j], "name"), ""), name) == 0)
+                return true;
+    }
+    return false;
+}
+
+/* The pod bound to this node that t names, with the container it names. */
+static yajl_val find_pod(yajl_val pods, const kubelet_stream_target *t)
+{
+    for (size_t i = 0; YAJL_IS_ARRAY(pods) && i < pods->u.array.len; i++) {
+        yajl_val pod = pods->u.array.values[i];
+        yajl_val meta = vk_json_member(pod, "metadata");
+        if (strcmp(vk_json_str(vk_json_member(meta, "namespace"), ""), t->ns) == 0 &&
+            strcmp(vk_json_str(vk_json_member(meta, "name"), ""), t->pod) == 0 &&
+            (!t->uid[0] || strcmp(vk_json_str(vk_json_member(meta, "uid"), ""), t->uid) == 0))
+            return pod;
+    }
+    return NULL;
+}
+
+/* Whether the pod (and container) t names is bound to this node, as the
+ * kubelet asks its pod manager before it upgrades: an unknown one is a
+ * 404 with a Status, not a 101 and then an error on the error stream.
+ * True, or false after answering. Without a pod source the provider is
+ * the only judge. */
+static bool target_known(call *c, const kubelet_stream_target *t)
+{
+    kubelet_api *api = c->api;
+    if (!api->pods)
+        return true;
+    vk_buf list = VK_BUF_INIT;
+    char err[128];
+    yajl_val pods = NULL, pod = NULL;
+    if (api->pods(api->pods_ud, &list) < 0) {
+        vk_buf_free(&list);
+        reply_status(api, c->req, c->route, 503, "the node's pods are not known yet");
+        return false;
+    }
+    pods = vk_json_parse(list.data ? list.data : "[]", list.len ? list.len : 2, err, sizeof err);
+    vk_buf_free(&list);
+    if (!pods) {
+        reply_status(api, c->req, c->route, 500, "cannot read the node's pods: %s", err);
+        return false;
+    }
+    pod = find_pod(pods, t);
+    bool known = pod && (!t->container[0] || has_container(pod, t->container));
+    yajl_tree_free(pods);
+    if (known)
+        return true;
+    if (!pod && t->uid[0])
+        reply_status(api, c->req, c->route, 404, "pod %s/%s with UID %s not found", t->ns, t->pod,
+                     t->uid);
+    else if (!pod)
+        reply_status(api, c->req, c->route, 404, "pod %s/%s not found", t->ns, t->pod);
+    else
+        reply_status(api, c->req, c->route, 404, "container %s not found in pod %s/%s",
+                     t->container, t->ns, t->pod);
+    return false;
 }
 
 /* ---- calls ------------------------------------------------------------------------ */
@@ -938,7 +1082,7 @@ static void serve_upgrade(call *c)
         [R_EXEC] = PC_CAP_EXEC, [R_ATTACH] = PC_CAP_ATTACH,
         [R_PORT_FORWARD] = PC_CAP_PORT_FORWARD, [R_RUN] = PC_CAP_EXEC,
     };
-    if (!provider_can(c, caps[c->route]))
+    if (!names_ok(c) || !provider_can(c, caps[c->route]))
         return;
     /* /kind/ns/pod[/uid]/container; port-forward has no container. */
     bool pf = c->route == R_PORT_FORWARD;
@@ -950,6 +1094,8 @@ static void serve_upgrade(call *c)
         .uid = c->n_seg > named ? c->seg[3] : "",
         .container = pf ? "" : c->seg[c->n_seg - 1],
     };
+    if (!target_known(c, &t))
+        return;
     api->upgrade(api->upgrade_ud, c->req, &t, api->pc);
 }
 
@@ -1007,7 +1153,7 @@ static void authorized(call *c, const kubelet_auth_result *res)
             }
             break;
         case R_LOGS:
-            if (provider_can(c, PC_CAP_GET_CONTAINER_LOGS))
+            if (names_ok(c) && provider_can(c, PC_CAP_GET_CONTAINER_LOGS))
                 start_logs(c);
             break;
         default:

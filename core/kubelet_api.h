@@ -13,8 +13,12 @@
  *   /run/{ns}/{pod}[/{uid}]/{container}       /
  *
  * Every request is authenticated and authorized first (kubelet_auth.h).
- * Errors are Kubernetes Status documents: 404 for an unknown route, pod or
- * container; 501 for what the provider did not declare; 503 while the
+ * Errors are Kubernetes Status documents: 400 for a namespace, pod or
+ * container name Kubernetes would not allow (".", "..", empty: a DNS-1123
+ * label, a subdomain for pods); 404 for an unknown route, pod or
+ * container (exec, attach, port-forward and run ask the pod source, and
+ * with a uid in the path the pod's must match, before they upgrade;
+ * logs ask the provider); 501 for what the provider did not declare; 503 while the
  * provider is down; provider errors by their gRPC code (NOT_FOUND 404,
  * INVALID_ARGUMENT and FAILED_PRECONDITION 400, UNAVAILABLE 503,
  * DEADLINE_EXCEEDED 504, UNIMPLEMENTED 501, anything else 500).
@@ -45,8 +49,9 @@
 
 typedef struct kubelet_api kubelet_api;
 
-/* The pods bound to this node, for /pods: append them to out as a JSON
- * array of Pod objects. 0, or -1 when the list is not known (yet): 503. */
+/* The pods bound to this node, for /pods and to check the target of an
+ * exec, attach, port-forward or run: append them to out as a JSON array of
+ * Pod objects. 0, or -1 when the list is not known (yet): 503. */
 typedef int (*kubelet_pods_fn)(void *ud, vk_buf *out);
 
 /* What an exec, attach, port-forward or run request names. uid is "" when

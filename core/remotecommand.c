@@ -61,7 +61,7 @@ struct rc_session {
     char resize[RESIZE_MAX + 1];
     size_t resize_len;
     int resize_depth;
-    bool resize_in_string, resize_escape, resize_skipping;
+    bool resize_in_string, resize_escape;
 };
 
 /* ---- options --------------------------------------------------------------- */
@@ -281,14 +281,18 @@ static void resize(rc_session *rc, uint16_t width, uint16_t height)
     rc->cb.on_resize(rc->user, width, height);
 }
 
+static void bad_resize(rc_session *rc, const char *why);
+
+/* One resize object: {"Width":W,"Height":H}, both unsigned 16-bit
+ * integers as in Go's TerminalSize; field names match case-insensitively
+ * as encoding/json has it. */
 static void resize_object(rc_session *rc)
 {
     char err[128];
     yajl_val v = vk_json_parse(rc->resize, rc->resize_len, err, sizeof err);
-    long long size[2] = {0, 0}; /* Width, Height; absent is 0 as in Go */
-    bool ok = v && YAJL_IS_OBJECT(v), any = false;
+    long long size[2] = {-1, -1}; /* Width, Height */
+    bool ok = v && YAJL_IS_OBJECT(v);
     for (size_t i = 0; ok && i < v->u.object.len; i++) {
-        /* encoding/json matches field names case-insensitively. */
         int which = strcasecmp(v->u.object.keys[i], "width") == 0    ? 0
                     : strcasecmp(v->u.object.keys[i], "height") == 0 ? 1
                                                                      : -1;
@@ -299,44 +303,39 @@ static void resize_object(rc_session *rc)
             ok = false;
         else
             size[which] = YAJL_GET_INTEGER(n);
-        any = true;
     }
-    /* Go would resize to 0x0 on an object with neither field; nothing
-     * good comes of that. */
-    ok = ok && any;
-    if (ok && !rc->gone && !rc->finished)
-        resize(rc, (uint16_t)size[0], (uint16_t)size[1]);
-    else if (!ok)
-        vk_debug("ignoring malformed resize message", "error=\"%s\"", v ? "not a terminal size" : err);
+    ok = ok && size[0] >= 0 && size[1] >= 0;
+    bool parsed = v != NULL;
     yajl_tree_free(v);
+    if (ok)
+        resize(rc, (uint16_t)size[0], (uint16_t)size[1]);
+    else
+        bad_resize(rc, parsed ? "not {\"Width\":W,\"Height\":H} with sizes from 0 to 65535" : err);
 }
 
 /* The resize channel is a stream of JSON objects (Go's json.Encoder writes
- * one per line); cut it into objects by brace depth, outside strings. */
+ * one per line, whitespace between); cut it into objects by brace depth,
+ * outside strings. Anything else on it ends the session (bad_resize). */
 static void resize_data(rc_session *rc, const uint8_t *p, size_t len)
 {
     if (!rc->want[CH_RESIZE])
         return;
-    for (size_t i = 0; i < len; i++) {
+    for (size_t i = 0; i < len && !rc->finished && !rc->gone; i++) {
         char c = (char)p[i];
-        if (rc->resize_depth == 0 && !rc->resize_skipping) {
+        if (rc->resize_depth == 0) {
             if (c == ' ' || c == '\n' || c == '\r' || c == '\t')
                 continue;
             if (c != '{') {
-                vk_debug("ignoring resize data", "byte=%d", (unsigned char)c);
-                continue;
+                bad_resize(rc, "not a JSON object");
+                return;
             }
             rc->resize_len = 0;
         }
-        if (!rc->resize_skipping) {
-            if (rc->resize_len == RESIZE_MAX) {
-                /* Too long for a terminal size: drop it, up to its end. */
-                vk_debug("ignoring oversized resize message", "max=%d", RESIZE_MAX);
-                rc->resize_skipping = true;
-            } else {
-                rc->resize[rc->resize_len++] = c;
-            }
+        if (rc->resize_len == RESIZE_MAX) {
+            bad_resize(rc, "too long for a terminal size");
+            return;
         }
+        rc->resize[rc->resize_len++] = c;
         if (rc->resize_in_string) {
             if (rc->resize_escape)
                 rc->resize_escape = false;
@@ -351,11 +350,8 @@ static void resize_data(rc_session *rc, const uint8_t *p, size_t len)
         } else if (c == '{' || c == '[') {
             rc->resize_depth++;
         } else if ((c == '}' || c == ']') && --rc->resize_depth == 0) {
-            if (!rc->resize_skipping) {
-                rc->resize[rc->resize_len] = '\0';
-                resize_object(rc);
-            }
-            rc->resize_skipping = false;
+            rc->resize[rc->resize_len] = '\0';
+            resize_object(rc);
             rc->resize_len = 0;
         }
     }
@@ -708,6 +704,30 @@ int rc_write(rc_session *rc, enum rc_output which, const void *data, size_t len)
     return send_channel(rc, which == RC_STDOUT ? CH_STDOUT : CH_STDERR, data, len);
 }
 
+/* Send the result on the error channel (after the output on SPDY), close
+ * every stream and end the connection. */
+static void send_result(rc_session *rc, const vk_buf *doc)
+{
+    if (rc->spdy) {
+        /* Output first: the client waits for stdout and stderr to end,
+         * then reads the error stream to its end. */
+        static const int order[] = {CH_STDOUT, CH_STDERR, CH_ERROR, CH_STDIN, CH_RESIZE};
+        for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+            int ch = order[i];
+            if (!rc->sid[ch])
+                continue;
+            if (ch == CH_ERROR && doc->len)
+                spdy_data(rc->spdy, rc->sid[ch], doc->data, doc->len, false);
+            spdy_data(rc->spdy, rc->sid[ch], NULL, 0, true);
+        }
+        spdy_goaway(rc->spdy, SPDY_GOAWAY_OK);
+    } else {
+        if (doc->len)
+            send_channel(rc, CH_ERROR, doc->data, doc->len);
+        ws_close(rc->ws, WS_CLOSE_NORMAL, NULL);
+    }
+}
+
 void rc_finish(rc_session *rc, int exit_code, const char *error)
 {
     if (rc->finished || transport_closing(rc))
@@ -718,24 +738,48 @@ void rc_finish(rc_session *rc, int exit_code, const char *error)
                              : status_text(&doc, exit_code, error);
     if (r < 0)
         vk_warn("exec: cannot build the result", "exit_code=%d", exit_code);
-    if (rc->spdy) {
-        /* Output first: the client waits for stdout and stderr to end,
-         * then reads the error stream to its end. */
-        static const int order[] = {CH_STDOUT, CH_STDERR, CH_ERROR, CH_STDIN, CH_RESIZE};
-        for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
-            int ch = order[i];
-            if (!rc->sid[ch])
-                continue;
-            if (ch == CH_ERROR && doc.len)
-                spdy_data(rc->spdy, rc->sid[ch], doc.data, doc.len, false);
-            spdy_data(rc->spdy, rc->sid[ch], NULL, 0, true);
-        }
-        spdy_goaway(rc->spdy, SPDY_GOAWAY_OK);
-    } else {
-        if (doc.len)
-            send_channel(rc, CH_ERROR, doc.data, doc.len);
-        ws_close(rc->ws, WS_CLOSE_NORMAL, NULL);
-    }
+    send_result(rc, &doc);
+    vk_buf_free(&doc);
+}
+
+/* The shape of apierrors.NewBadRequest, as the kubelet would send it. */
+static int bad_request_json(vk_buf *out, const char *message)
+{
+    vk_json_writer w;
+    vk_jw_begin(&w, out);
+    vk_jw_map_open(&w);
+    vk_jw_str(&w, "metadata");
+    vk_jw_map_open(&w);
+    vk_jw_map_close(&w);
+    vk_jw_kv_str(&w, "status", "Failure");
+    vk_jw_kv_str(&w, "message", message);
+    vk_jw_kv_str(&w, "reason", "BadRequest");
+    vk_jw_kv_int(&w, "code", 400);
+    vk_jw_map_close(&w);
+    return vk_jw_end(&w);
+}
+
+/* A resize message that is not a terminal size: the client does not speak
+ * the protocol, and guessing leaves a terminal at the wrong size. End the
+ * session as a whole: cancel the command, say why on the error channel,
+ * close. */
+static void bad_resize(rc_session *rc, const char *why)
+{
+    if (rc->finished || rc->gone || transport_closing(rc))
+        return;
+    vk_info("exec: invalid resize message, ending the session", "error=\"%s\"", why);
+    gone(rc);
+    rc->finished = true;
+    vk_buf msg = VK_BUF_INIT, doc = VK_BUF_INIT;
+    int r = vk_buf_printf(&msg, "invalid resize message: %s", why);
+    if (r == 0 && rc->version >= 4)
+        r = bad_request_json(&doc, msg.data);
+    else if (r == 0)
+        r = vk_buf_append(&doc, msg.data, msg.len);
+    if (r < 0)
+        vk_warn("exec: cannot build the result", "error=\"%s\"", why);
+    send_result(rc, &doc);
+    vk_buf_free(&msg);
     vk_buf_free(&doc);
 }
 

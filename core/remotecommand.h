@@ -20,9 +20,11 @@
  * opens with an empty message on the first writable channel, as the kubelet
  * does, so clients know the connection is up.
  *
- * Resize messages are JSON objects {"Width":W,"Height":H}, possibly several
- * in a row or split across frames; one that does not parse, or names
- * neither field, is ignored (with a debug log).
+ * Resize messages are JSON objects {"Width":W,"Height":H} (both from 0 to
+ * 65535), possibly several in a row or split across frames. Anything else
+ * on the resize channel ends the session: on_gone (the command is
+ * cancelled), a BadRequest Failure (its message before v4) on the error
+ * channel, and the connection closes.
  *
  * At the end the error channel carries the result: from v4 on a
  * metav1.Status document (Success; Failure with reason NonZeroExitCode and

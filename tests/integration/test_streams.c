@@ -1,8 +1,9 @@
 /* test_streams.c -- exec, attach, port-forward and run through the real
- * pieces: the HTTPS server, the upgrade hook (kubelet_streams), the SPDY
- * and WebSocket sessions, the exec bridges and vkc-provider-mock over gRPC.
- * The client side speaks the bytes kubectl and WebSocket clients send, over
- * TLS on a loopback socket.
+ * pieces: the HTTPS server, the kubelet API's routing and checks
+ * (kubelet_api, anonymous and always allowed here), the upgrade hook
+ * (kubelet_streams), the SPDY and WebSocket sessions, the exec bridges and
+ * vkc-provider-mock over gRPC. The client side speaks the bytes kubectl
+ * and WebSocket clients send, over TLS on a loopback socket.
  *
  * The mock comes from $VKC_BIN_DIR (default build/bin). The server runs on
  * a loop thread; the tests are its clients. */
@@ -25,11 +26,15 @@
 #include <zlib.h>
 
 #include "../../core/http_server.h"
+#include "../../core/kubelet_api.h"
+#include "../../core/kubelet_auth.h"
 #include "../../core/kubelet_streams.h"
+#include "../../core/metrics.h"
 #include "../../core/provider_client.h"
 #include "../../core/spdy.h"
 #include "../../core/tls.h"
 #include "log.h"
+#include "work.h"
 
 /* ---- the server side ------------------------------------------------------------ */
 
@@ -41,6 +46,10 @@ static struct {
     pthread_t thread;
     ev_async stop;
     http_server *srv;
+    vk_pool *pool;
+    metrics *metrics;
+    kubelet_auth *auth;
+    kubelet_api *api;
     kubelet_streams *ks;
     SSL_CTX *tls;
     int port;
@@ -53,36 +62,15 @@ static long now_ms(void)
     return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
-/* /exec|attach|run/ns/pod[/uid]/container, /portForward/ns/pod[/uid]. */
-static void handler(void *ud, http_request *req)
+/* The one pod bound to the node, in the mock and in the pod source. */
+static const char pod_json[] = "{\"metadata\":{\"name\":\"p1\",\"namespace\":\"default\","
+                               "\"uid\":\"u1\"},\"spec\":{\"containers\":[{\"name\":\"c\","
+                               "\"image\":\"busybox\"}]}}";
+
+static int pods_hook(void *ud, vk_buf *out)
 {
     (void)ud;
-    char path[512];
-    snprintf(path, sizeof path, "%s", http_request_path(req));
-    char *seg[8];
-    int n = 0;
-    for (char *save = NULL, *s = strtok_r(path, "/", &save); s && n < 8;
-         s = strtok_r(NULL, "/", &save))
-        seg[n++] = s;
-    kubelet_stream_target t = {.uid = "", .container = ""};
-    if (n >= 3 && strcmp(seg[0], "portForward") == 0) {
-        t.kind = KUBELET_PORT_FORWARD;
-    } else if (n >= 4 && strcmp(seg[0], "exec") == 0) {
-        t.kind = KUBELET_EXEC;
-        t.container = seg[n - 1];
-    } else if (n >= 4 && strcmp(seg[0], "attach") == 0) {
-        t.kind = KUBELET_ATTACH;
-        t.container = seg[n - 1];
-    } else if (n >= 4 && strcmp(seg[0], "run") == 0) {
-        t.kind = KUBELET_RUN;
-        t.container = seg[n - 1];
-    } else {
-        http_respond(req, 404, NULL, "", 0);
-        return;
-    }
-    t.ns = seg[1];
-    t.pod = seg[2];
-    kubelet_streams_upgrade(fx.ks, req, &t, fx.pc);
+    return vk_buf_printf(out, "[%s]", pod_json);
 }
 
 static void on_stop(struct ev_loop *loop, ev_async *w, int revents)
@@ -129,10 +117,7 @@ static void start_mock(void)
         exit(1);
     }
     pc_info_clear(&info);
-    static const char pod[] = "{\"metadata\":{\"name\":\"p1\",\"namespace\":\"default\","
-                              "\"uid\":\"u1\"},\"spec\":{\"containers\":[{\"name\":\"c\","
-                              "\"image\":\"busybox\"}]}}";
-    if (pc_create_pod(fx.pc, pod, sizeof pod - 1, &st) != VK_OK) {
+    if (pc_create_pod(fx.pc, pod_json, sizeof pod_json - 1, &st) != VK_OK) {
         fprintf(stderr, "create pod: %s\n", st.message);
         exit(1);
     }
@@ -161,8 +146,24 @@ static void setup(void)
     fx.tls = tls_server_context(&tc, err, sizeof err);
     fx.loop = ev_loop_new(0);
     fx.ks = kubelet_streams_new(fx.loop);
+    fx.pool = vk_pool_new(fx.loop, 1, 8);
+    fx.metrics = metrics_new();
+    kubelet_auth_config ac = {.node_name = "node", .anonymous = true,
+                              .mode = KUBELET_AUTHZ_ALWAYS_ALLOW};
+    fx.auth = kubelet_auth_new(&ac, err, sizeof err);
+    kubelet_api_config kc = {.loop = fx.loop, .node_name = "node", .pool = fx.pool,
+                             .metrics = fx.metrics, .auth = fx.auth, .pods = pods_hook};
+    fx.api = fx.pool && fx.metrics && fx.auth ? kubelet_api_new(&kc) : NULL;
+    if (!fx.api || !fx.ks) {
+        fprintf(stderr, "kubelet API: %s\n", fx.auth ? "out of memory" : err);
+        exit(1);
+    }
+    kubelet_api_set_upgrade(fx.api, kubelet_streams_upgrade, fx.ks);
+    supervisor_listener l = kubelet_api_listener(fx.api);
+    l.up(l.ud, fx.pc, NULL);
     http_server_config cfg = {
-        .loop = fx.loop, .address = "127.0.0.1", .tls = fx.tls, .handler = handler,
+        .loop = fx.loop, .address = "127.0.0.1", .tls = fx.tls, .handler = kubelet_api_handle,
+        .ud = fx.api,
     };
     fx.srv = fx.tls ? http_server_new(&cfg, err, sizeof err) : NULL;
     if (!fx.srv) {
@@ -181,6 +182,10 @@ static void teardown(void)
     pthread_join(fx.thread, NULL);
     http_server_free(fx.srv);
     kubelet_streams_free(fx.ks);
+    vk_pool_free(fx.pool);
+    kubelet_api_free(fx.api);
+    kubelet_auth_free(fx.auth);
+    metrics_free(fx.metrics);
     ev_async_stop(fx.loop, &fx.stop);
     ev_loop_destroy(fx.loop);
     SSL_CTX_free(fx.tls);
@@ -398,16 +403,90 @@ START_TEST(spdy_exec_exit_code)
 }
 END_TEST
 
-START_TEST(spdy_exec_unknown_pod)
+/* The response to a request that is not upgraded: the head is read, the
+ * body (Content-Length bytes) goes to body. */
+static void cli_body(struct cli *c, char *body, size_t size)
 {
+    const char *cl = strcasestr(c->head, "Content-Length:");
+    ck_assert_ptr_nonnull(cl);
+    size_t n = strtoul(cl + 15, NULL, 10);
+    ck_assert_uint_lt(n, size);
+    ck_assert(cli_read(c, body, n));
+    body[n] = '\0';
+}
+
+/* A Kubernetes Status answer with this code and reason, before any
+ * upgrade. */
+static void assert_status(const char *request, int code, const char *reason,
+                          const char *in_message)
+{
+    struct cli c;
+    char body[2048], status[16];
+    cli_open(&c, request);
+    snprintf(status, sizeof status, " %d ", code);
+    ck_assert_msg(strstr(c.head, status), "expected %d, got: %s", code, c.head);
+    ck_assert_ptr_null(strcasestr(c.head, "Upgrade"));
+    ck_assert_ptr_nonnull(strcasestr(c.head, "Content-Type: application/json"));
+    cli_body(&c, body, sizeof body);
+    ck_assert_ptr_nonnull(strstr(body, "\"kind\":\"Status\""));
+    ck_assert_ptr_nonnull(strstr(body, "\"apiVersion\":\"v1\""));
+    ck_assert_ptr_nonnull(strstr(body, "\"status\":\"Failure\""));
+    char want[64];
+    snprintf(want, sizeof want, "\"reason\":\"%s\"", reason);
+    ck_assert_msg(strstr(body, want), "no %s in %s", want, body);
+    snprintf(want, sizeof want, "\"code\":%d", code);
+    ck_assert_msg(strstr(body, want), "no %s in %s", want, body);
+    ck_assert_msg(strstr(body, in_message), "no \"%s\" in %s", in_message, body);
+    cli_close(&c);
+}
+
+#define SPDY_UPGRADE(path, proto)                                                              \
+    "POST " path " HTTP/1.1\r\nHost: n\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n"         \
+    "X-Stream-Protocol-Version: " proto "\r\nContent-Length: 0\r\n\r\n"
+#define WS_UPGRADE(path, proto)                                                                \
+    "GET " path " HTTP/1.1\r\nHost: n\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"          \
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"               \
+    "Sec-WebSocket-Protocol: " proto "\r\n\r\n"
+
+/* An unknown pod or container is a 404 Status, not a 101 followed by an
+ * error on the error stream. */
+START_TEST(unknown_pod_or_container_is_404)
+{
+    assert_status(SPDY_UPGRADE("/exec/default/nope/c?command=sh&output=1", "v4.channel.k8s.io"),
+                  404, "NotFound", "pod default/nope not found");
+    assert_status(WS_UPGRADE("/exec/default/p1/nope?command=sh&output=1", "v5.channel.k8s.io"),
+                  404, "NotFound", "container nope not found in pod default/p1");
+    assert_status(SPDY_UPGRADE("/exec/default/p1/u2/c?command=sh&output=1", "v4.channel.k8s.io"),
+                  404, "NotFound", "pod default/p1 with UID u2 not found");
+    assert_status(WS_UPGRADE("/attach/default/nope/c?output=1", "v4.channel.k8s.io"), 404,
+                  "NotFound", "pod default/nope not found");
+    assert_status(SPDY_UPGRADE("/portForward/default/nope", "portforward.k8s.io"), 404,
+                  "NotFound", "pod default/nope not found");
+    assert_status("POST /run/default/p1/nope?cmd=echo%20x HTTP/1.1\r\nHost: n\r\n"
+                  "Content-Length: 0\r\n\r\n",
+                  404, "NotFound", "container nope not found in pod default/p1");
+    /* The right UID is fine. */
     struct sclient s;
-    s_open(&s, "/exec/default/nope/c?command=sh&output=1", "v4.channel.k8s.io");
+    s_open(&s, "/exec/default/p1/u1/c?command=echo&command=ok&output=1", "v4.channel.k8s.io");
+    ck_assert_ptr_nonnull(strstr(s.cli.head, "101 Switching Protocols"));
     s_stream(&s, 1, "error", NULL);
     s_stream(&s, 3, "stdout", NULL);
     s_read(&s, 0, 0);
-    ck_assert_ptr_nonnull(strstr(s.data[1], "\"reason\":\"InternalError\""));
-    ck_assert_ptr_nonnull(strstr(s.data[1], "not found"));
+    ck_assert_str_eq(s.data[3], "ok\n");
     s_close(&s);
+}
+END_TEST
+
+/* Names Kubernetes does not allow are a 400 Status before anything else. */
+START_TEST(bad_names_are_400)
+{
+    assert_status(SPDY_UPGRADE("/exec/default/../c?command=sh&output=1", "v4.channel.k8s.io"),
+                  400, "BadRequest", "invalid pod name");
+    assert_status(SPDY_UPGRADE("/exec/default/p1/%2e%2e?command=sh&output=1",
+                               "v4.channel.k8s.io"),
+                  400, "BadRequest", "invalid container name");
+    assert_status(SPDY_UPGRADE("/portForward/./p1", "portforward.k8s.io"), 400, "BadRequest",
+                  "invalid namespace");
 }
 END_TEST
 
@@ -447,6 +526,46 @@ START_TEST(spdy_client_goes_away_mid_exec)
     while (threads() > before + 1 && now_ms() < end)
         usleep(20000);
     ck_assert_int_le(threads(), before + 1);
+}
+END_TEST
+
+/* A resize message that is not a terminal size: a BadRequest on the error
+ * stream, the command cancelled (its bridge threads end), the connection
+ * closed; the server goes on serving. */
+START_TEST(spdy_bad_resize_ends_the_session)
+{
+    int before = threads();
+    struct sclient s;
+    s_open(&s, "/exec/default/p1/c?command=sh&input=1&output=1&tty=1", "v4.channel.k8s.io");
+    s_stream(&s, 1, "error", NULL);
+    s_stream(&s, 3, "stdin", NULL);
+    s_stream(&s, 5, "stdout", NULL);
+    s_stream(&s, 7, "resize", NULL);
+    const char *good = "{\"Width\":100,\"Height\":30}\n";
+    s_data(&s, 7, false, good, strlen(good));
+    s_data(&s, 3, false, "stty size\n", 10);
+    s_read(&s, 5, 0);
+    for (long end = now_ms() + 5000; !strstr(s.data[5], "30 100") && now_ms() < end;)
+        s_read(&s, 5, s.len[5] + 1);
+    ck_assert_msg(strstr(s.data[5], "30 100"), "stdout: %s", s.data[5]);
+    s_data(&s, 7, false, "not json\n", 9);
+    s_read(&s, 0, 0);
+    ck_assert(s.goaway);
+    ck_assert(s.fin[1]);
+    ck_assert_ptr_nonnull(strstr(s.data[1], "\"reason\":\"BadRequest\""));
+    ck_assert_ptr_nonnull(strstr(s.data[1], "invalid resize message"));
+    s_close(&s);
+    long end = now_ms() + 10000;
+    while (threads() > before + 1 && now_ms() < end)
+        usleep(20000);
+    ck_assert_int_le(threads(), before + 1);
+    /* Nothing else is affected. */
+    s_open(&s, "/exec/default/p1/c?command=echo&command=still&output=1", "v4.channel.k8s.io");
+    s_stream(&s, 1, "error", NULL);
+    s_stream(&s, 3, "stdout", NULL);
+    s_read(&s, 0, 0);
+    ck_assert_str_eq(s.data[3], "still\n");
+    s_close(&s);
 }
 END_TEST
 
@@ -630,7 +749,9 @@ static Suite *suite(void)
     TCase *t = tcase_create("core");
     tcase_set_timeout(t, 60);
     tcase_add_test(t, spdy_exec_exit_code);
-    tcase_add_test(t, spdy_exec_unknown_pod);
+    tcase_add_test(t, unknown_pod_or_container_is_404);
+    tcase_add_test(t, bad_names_are_400);
+    tcase_add_test(t, spdy_bad_resize_ends_the_session);
     tcase_add_test(t, spdy_client_goes_away_mid_exec);
     tcase_add_test(t, spdy_bad_requests);
     tcase_add_test(t, spdy_port_forward_echo);

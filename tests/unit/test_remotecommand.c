@@ -444,34 +444,75 @@ START_TEST(spdy_tty_resize)
     ck_assert_uint_eq(u.w[1], 100);
     ck_assert_uint_eq(u.h[1], 50);
 
-    /* Malformed ones are ignored, and the stream goes on working. */
-    const char *bad[] = {
-        "{\"Width\":\"wide\",\"Height\":1}", "{\"Width\":70000,\"Height\":1}",
-        "{\"Width\":-1}", "xyz", "{\"Width\":1,,}", "[1,2]", "{\"Width\":1.5}",
-        "{\"a\":\"}{\\\"\"}", "{}",
-    };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        send_data(rc, 7, false, bad[i], strlen(bad[i]));
-    ck_assert_int_eq(u.resizes, 2);
-    /* Too long to be a terminal size. */
-    static char longobj[1000];
-    memset(longobj, ' ', sizeof longobj);
-    longobj[0] = '{';
-    memcpy(longobj + 1, "\"Width\":1,\"Height\":2", 20);
-    longobj[sizeof longobj - 1] = '}';
-    send_data(rc, 7, false, longobj, sizeof longobj);
-    ck_assert_int_eq(u.resizes, 2);
-    /* Field names match case-insensitively; absent ones are 0. */
-    const char *ok = "{\"width\":3,\"HEIGHT\":4} {\"Height\":9}";
+    /* Field names match case-insensitively, as encoding/json has it. */
+    const char *ok = "{\"width\":3,\"HEIGHT\":4} \r\n";
     send_data(rc, 7, false, ok, strlen(ok));
-    ck_assert_int_eq(u.resizes, 4);
+    ck_assert_int_eq(u.resizes, 3);
     ck_assert_uint_eq(u.w[2], 3);
     ck_assert_uint_eq(u.h[2], 4);
-    ck_assert_uint_eq(u.w[3], 0);
-    ck_assert_uint_eq(u.h[3], 9);
     ck_assert_int_eq(u.gones, 0);
+    ck_assert(!rc_closing(rc));
     spdy_session_free(c);
     rc_free(rc);
+}
+END_TEST
+
+/* A resize message that is not a terminal size ends the session: the
+ * command is cancelled (on_gone), the error stream says why, and the
+ * connection goes away. */
+START_TEST(spdy_bad_resize_ends_the_session)
+{
+    static char longobj[1001]; /* too long to be a terminal size */
+    memset(longobj, ' ', sizeof longobj - 1);
+    longobj[0] = '{';
+    memcpy(longobj + 1, "\"Width\":1,\"Height\":2", 20);
+    longobj[sizeof longobj - 2] = '}';
+    const char *bad[] = {
+        "{\"Width\":\"wide\",\"Height\":1}", "{\"Width\":70000,\"Height\":1}",
+        "{\"Width\":-1,\"Height\":1}", "xyz", "{\"Width\":1,,}", "[1,2]",
+        "{\"Width\":1.5,\"Height\":1}", "{\"a\":\"}{\\\"\"}", "{}", "{\"Height\":9}",
+        longobj,
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct user u;
+        rc_session *rc = session(&u, RC_SPDY, "v4.channel.k8s.io", true, true, false, true);
+        spdy_session *c = client();
+        open_stream(c, rc, 1, "error");
+        open_stream(c, rc, 3, "stdin");
+        open_stream(c, rc, 5, "stdout");
+        open_stream(c, rc, 7, "resize");
+        ck_assert_int_eq(u.starts, 1);
+        take(rc);
+        const char *good = "{\"Width\":80,\"Height\":24}\n";
+        send_data(rc, 7, false, good, strlen(good));
+        ck_assert_int_eq(u.resizes, 1);
+
+        send_data(rc, 7, false, bad[i], strlen(bad[i]));
+        ck_assert_msg(u.gones == 1, "case %zu: the command was not cancelled", i);
+        ck_assert_int_eq(u.resizes, 1);
+        ck_assert(rc_closing(rc));
+        int k = spdy_frames(out, take(rc), frames, 64);
+        bool said = false;
+        for (int j = 0; j < k; j++) {
+            if (frames[j].id != 1 || !frames[j].len)
+                continue;
+            frames[j].data[frames[j].len] = '\0';
+            said = strstr(frames[j].data, "\"status\":\"Failure\"") &&
+                   strstr(frames[j].data, "\"reason\":\"BadRequest\"") &&
+                   strstr(frames[j].data, "invalid resize message");
+        }
+        ck_assert_msg(said, "case %zu: no BadRequest on the error stream", i);
+        ck_assert_uint_eq(frames[k - 1].type, SPDY_GOAWAY);
+        /* The cancelled command's end adds nothing. */
+        ck_assert_int_eq(rc_write(rc, RC_STDOUT, "late", 4), -1);
+        rc_finish(rc, 0, NULL);
+        const uint8_t *p;
+        ck_assert_uint_eq(rc_output(rc, &p), 0);
+        rc_connection_lost(rc);
+        ck_assert_int_eq(u.gones, 1);
+        spdy_session_free(c);
+        rc_free(rc);
+    }
 }
 END_TEST
 
@@ -644,10 +685,11 @@ START_TEST(ws_v4_exec)
     ck_assert_int_eq(u.resizes, 1);
     ck_assert_uint_eq(u.w[0], 120);
     ck_assert_uint_eq(u.h[0], 40);
-    ws_msg(rc, 2, "\4{\"Width\":", 10); /* malformed, then a good one */
-    ws_msg(rc, 2, "\4}", 2);
-    ws_msg(rc, 2, "\4{\"Width\":1,\"Height\":2}", 24);
+    ws_msg(rc, 2, "\4{\"Width\":1,", 12); /* split across messages */
+    ws_msg(rc, 2, "\4\"Height\":2}", 12);
     ck_assert_int_eq(u.resizes, 2);
+    ck_assert_uint_eq(u.w[1], 1);
+    ck_assert_uint_eq(u.h[1], 2);
     /* Unknown channels and the close signal of v5 mean nothing here. */
     ws_msg(rc, 2, "\x09x", 2);
     ws_msg(rc, 2, "\xff\0", 2);
@@ -666,6 +708,45 @@ START_TEST(ws_v4_exec)
     ck_assert_str_eq((char *)msgs[1].data + 1, "{\"metadata\":{},\"status\":\"Success\"}");
     ck_assert_int_eq(msgs[2].op, 8);
     ck_assert_uint_eq((unsigned)(msgs[2].data[0] << 8 | msgs[2].data[1]), 1000);
+    rc_free(rc);
+}
+END_TEST
+
+START_TEST(ws_bad_resize_ends_the_session)
+{
+    struct user u;
+    rc_session *rc = session(&u, RC_WEBSOCKET, "v5.channel.k8s.io", true, true, false, true);
+    take(rc);
+    ws_msg(rc, 2, "\4{\"Width\":", 10);
+    ck_assert_int_eq(u.gones, 0);
+    ws_msg(rc, 2, "\4}", 2); /* {"Width":} */
+    ck_assert_int_eq(u.gones, 1);
+    ck_assert_int_eq(u.resizes, 0);
+    ck_assert(rc_closing(rc));
+    int k = ws_messages(out, take(rc));
+    ck_assert_int_eq(k, 2);
+    ck_assert_uint_eq(msgs[0].data[0], 3);
+    msgs[0].data[msgs[0].len] = '\0';
+    ck_assert_ptr_nonnull(strstr((char *)msgs[0].data, "\"reason\":\"BadRequest\""));
+    ck_assert_ptr_nonnull(strstr((char *)msgs[0].data, "invalid resize message"));
+    ck_assert_ptr_nonnull(strstr((char *)msgs[0].data, "\"code\":400"));
+    ck_assert_int_eq(msgs[1].op, 8);
+    ws_msg(rc, 2, "\0more stdin", 11); /* nothing else reaches the user */
+    ck_assert_uint_eq(u.in_len, 0);
+    rc_finish(rc, 0, NULL);
+    const uint8_t *p;
+    ck_assert_uint_eq(rc_output(rc, &p), 0);
+    rc_free(rc);
+
+    /* Before v4 the error channel carries the message alone. */
+    rc = session(&u, RC_WEBSOCKET, "channel.k8s.io", true, true, false, true);
+    take(rc);
+    ws_msg(rc, 2, "\4nonsense", 9);
+    ck_assert_int_eq(u.gones, 1);
+    k = ws_messages(out, take(rc));
+    ck_assert_int_eq(k, 2);
+    msgs[0].data[msgs[0].len] = '\0';
+    ck_assert_str_eq((char *)msgs[0].data + 1, "invalid resize message: not a JSON object");
     rc_free(rc);
 }
 END_TEST
@@ -803,10 +884,12 @@ static Suite *suite(void)
     tcase_add_test(t, spdy_start_waits_for_every_stream);
     tcase_add_test(t, spdy_stdin_in_the_same_read_as_the_streams);
     tcase_add_test(t, spdy_tty_resize);
+    tcase_add_test(t, spdy_bad_resize_ends_the_session);
     tcase_add_test(t, spdy_v2_errors_are_text);
     tcase_add_test(t, spdy_client_goes_away);
     tcase_add_test(t, spdy_backpressure);
     tcase_add_test(t, ws_v4_exec);
+    tcase_add_test(t, ws_bad_resize_ends_the_session);
     tcase_add_test(t, ws_v5_close_signal);
     tcase_add_test(t, ws_base64);
     tcase_add_test(t, ws_pre_v4_errors_are_text);
