@@ -75,6 +75,7 @@ struct kubelet_api {
     metrics *metrics;
     kubelet_auth *auth;
     kubelet_pods_fn pods;
+    kubelet_pod_fn pod;
     void *pods_ud;
     int max_log_streams;
     kubelet_upgrade_fn upgrade;
@@ -393,20 +394,6 @@ static bool has_container(yajl_val pod, const char *name)
     return false;
 }
 
-/* The pod bound to this node that t names, with the container it names. */
-static yajl_val find_pod(yajl_val pods, const kubelet_stream_target *t)
-{
-    for (size_t i = 0; YAJL_IS_ARRAY(pods) && i < pods->u.array.len; i++) {
-        yajl_val pod = pods->u.array.values[i];
-        yajl_val meta = vk_json_member(pod, "metadata");
-        if (strcmp(vk_json_str(vk_json_member(meta, "namespace"), ""), t->ns) == 0 &&
-            strcmp(vk_json_str(vk_json_member(meta, "name"), ""), t->pod) == 0 &&
-            (!t->uid[0] || strcmp(vk_json_str(vk_json_member(meta, "uid"), ""), t->uid) == 0))
-            return pod;
-    }
-    return NULL;
-}
-
 /* Whether the pod (and container) t names is bound to this node, as the
  * kubelet asks its pod manager before it upgrades: an unknown one is a
  * 404 with a Status, not a 101 and then an error on the error stream.
@@ -415,31 +402,36 @@ static yajl_val find_pod(yajl_val pods, const kubelet_stream_target *t)
 static bool target_known(call *c, const kubelet_stream_target *t)
 {
     kubelet_api *api = c->api;
-    if (!api->pods)
+    if (!api->pod)
         return true;
-    vk_buf list = VK_BUF_INIT;
+    vk_buf json = VK_BUF_INIT;
     char err[128];
-    yajl_val pods = NULL, pod = NULL;
-    if (api->pods(api->pods_ud, &list) < 0) {
-        vk_buf_free(&list);
+    int rc = api->pod(api->pods_ud, t->ns, t->pod, &json);
+    if (rc < 0) {
+        vk_buf_free(&json);
         reply_status(api, c->req, c->route, 503, "the node's pods are not known yet");
         return false;
     }
-    pods = vk_json_parse(list.data ? list.data : "[]", list.len ? list.len : 2, err, sizeof err);
-    vk_buf_free(&list);
-    if (!pods) {
-        reply_status(api, c->req, c->route, 500, "cannot read the node's pods: %s", err);
+    yajl_val pod = rc == 0 ? vk_json_parse(json.data, json.len, err, sizeof err) : NULL;
+    vk_buf_free(&json);
+    if (rc == 0 && !pod) {
+        reply_status(api, c->req, c->route, 500, "cannot read the pod: %s", err);
         return false;
     }
-    pod = find_pod(pods, t);
+    if (pod && t->uid[0] &&
+        strcmp(vk_json_str(vk_json_get(pod, "metadata", "uid", NULL), ""), t->uid) != 0) {
+        yajl_tree_free(pod);
+        pod = NULL;
+    }
     bool known = pod && (!t->container[0] || has_container(pod, t->container));
-    yajl_tree_free(pods);
+    bool found = pod != NULL;
+    yajl_tree_free(pod);
     if (known)
         return true;
-    if (!pod && t->uid[0])
+    if (!found && t->uid[0])
         reply_status(api, c->req, c->route, 404, "pod %s/%s with UID %s not found", t->ns, t->pod,
                      t->uid);
-    else if (!pod)
+    else if (!found)
         reply_status(api, c->req, c->route, 404, "pod %s/%s not found", t->ns, t->pod);
     else
         reply_status(api, c->req, c->route, 404, "container %s not found in pod %s/%s",
@@ -1249,6 +1241,7 @@ kubelet_api *kubelet_api_new(const kubelet_api_config *cfg)
     api->metrics = cfg->metrics;
     api->auth = cfg->auth;
     api->pods = cfg->pods;
+    api->pod = cfg->pod;
     api->pods_ud = cfg->pods_ud;
     api->max_log_streams = cfg->max_log_streams > 0 ? cfg->max_log_streams
                                                     : DEFAULT_MAX_LOG_STREAMS;

@@ -49,10 +49,13 @@
 
 typedef struct kubelet_api kubelet_api;
 
-/* The pods bound to this node, for /pods and to check the target of an
- * exec, attach, port-forward or run: append them to out as a JSON array of
- * Pod objects. 0, or -1 when the list is not known (yet): 503. */
+/* The pods bound to this node, for /pods: append them to out as a JSON
+ * array of Pod objects. 0, or -1 when the list is not known (yet): 503. */
 typedef int (*kubelet_pods_fn)(void *ud, vk_buf *out);
+/* One of them, to check the target of an exec, attach, port-forward or
+ * run: append the Pod ns/name to out. 0; 1 when the node has no such pod;
+ * -1 as kubelet_pods_fn. */
+typedef int (*kubelet_pod_fn)(void *ud, const char *ns, const char *name, vk_buf *out);
 
 /* What an exec, attach, port-forward or run request names. uid is "" when
  * the path has none; container is "" for port-forward. */
@@ -83,7 +86,8 @@ typedef struct kubelet_api_config {
     metrics *metrics;         /* served on /metrics; this module's own go there too */
     kubelet_auth *auth;
     kubelet_pods_fn pods;     /* may be NULL: /pods answers 503 */
-    void *pods_ud;
+    kubelet_pod_fn pod;       /* may be NULL: the provider judges targets */
+    void *pods_ud;            /* of both */
     int max_log_streams;      /* concurrent; 0: 64 */
 } kubelet_api_config;
 

@@ -262,6 +262,7 @@ static int start_kubelet_api(core *c, const flags *f)
         .metrics = c->metrics,
         .auth = c->auth,
         .pods = pods_list_json,
+        .pod = pods_get_json,
         .pods_ud = c->pods,
     };
     c->api = c->api_pool ? kubelet_api_new(&kc) : NULL;

@@ -160,6 +160,10 @@ struct pods {
         unsigned long count;
         double warned;     /* ev_now of the last warning; 0: none yet */
     } drops[DROP_REASONS];
+    struct {
+        unsigned long count;
+        double warned;
+    } unnamed;              /* watched pods dropped for want of a key, likewise */
 };
 
 typedef struct job {
@@ -527,12 +531,33 @@ static void api_gone(pods *p, entry *e)
     add(p, e->key);
 }
 
+/* A watched pod without namespace, name or uid cannot be tracked. The API
+ * server never sends one, so it means a bug or a mangling proxy: said at
+ * most every DROP_WARN_S, with what was missing and a count. */
+static void drop_unnamed(pods *p, const char *ns, const char *name, const char *uid)
+{
+    p->unnamed.count++;
+    double now = ev_now(p->loop);
+    if (p->unnamed.warned && now - p->unnamed.warned < DROP_WARN_S)
+        return;
+    char missing[32] = "", name_v[LOGVAL_MAX];
+    snprintf(missing, sizeof missing, "%s%s%s", ns ? "" : ",namespace", name ? "" : ",name",
+             uid ? "" : ",uid");
+    vk_warn("watched pods without namespace, name or uid dropped",
+            "missing=%s count=%lu example_name=%s", missing + 1, p->unnamed.count,
+            logval(name_v, sizeof name_v, name ? name : ""));
+    p->unnamed.count = 0;
+    p->unnamed.warned = now;
+}
+
 /* Take obj (a tree, freed here) as the API's copy of its pod. */
 static void upsert(pods *p, yajl_val obj)
 {
     const char *ns = str_at(obj, "metadata", "namespace");
     const char *name = str_at(obj, "metadata", "name");
     const char *uid = uid_of(obj);
+    if (!ns || !name || !uid)
+        drop_unnamed(p, ns, name, uid);
     entry *e = ns && name && uid ? get_entry(p, ns, name) : NULL;
     api_copy *a = e ? copy_of(obj) : NULL;
     if (!a) {
@@ -610,8 +635,12 @@ static void on_pods_event(void *ud, enum kube_event_type type, yajl_val *object)
     }
     const char *ns = str_at(*object, "metadata", "namespace");
     const char *name = str_at(*object, "metadata", "name");
+    if (!ns || !name) {
+        drop_unnamed(p, ns, name, uid_of(*object));
+        return;
+    }
     vk_buf key = VK_BUF_INIT;
-    if (!ns || !name || vk_buf_printf(&key, "%s/%s", ns, name) < 0)
+    if (vk_buf_printf(&key, "%s/%s", ns, name) < 0)
         return;
     entry *e = find(p, key.data);
     vk_buf_free(&key);
@@ -1450,6 +1479,21 @@ void pods_stop(pods *p)
     free(p->host_ip);
     free(p->node);
     free(p);
+}
+
+int pods_get_json(void *ud, const char *ns, const char *name, vk_buf *out)
+{
+    pods *p = ud;
+    if (!p->synced)
+        return -1;
+    vk_buf key = VK_BUF_INIT;
+    if (vk_buf_printf(&key, "%s/%s", ns, name) < 0)
+        return -1;
+    entry *e = find(p, key.data);
+    vk_buf_free(&key);
+    if (!e || !e->api)
+        return 1;
+    return packed_get(&e->api->pod, out);
 }
 
 int pods_list_json(void *ud, vk_buf *out)

@@ -66,6 +66,9 @@ supervisor_listener pods_listener(pods *p);
  * JSON array of Pod objects, to out. -1 until the first list arrived (the
  * view would be partial) or when memory ran out. Loop thread. */
 int pods_list_json(void *p, vk_buf *out);
+/* One of them, ns/name, appended to out: 0, 1 when the node has no such
+ * pod, -1 as pods_list_json. Loop thread. */
+int pods_get_json(void *p, const char *ns, const char *name, vk_buf *out);
 
 /* Once the supervisor stopped (its last "down" came) or before it ever
  * started: stop the watches and the status feed, cancel API requests, wait

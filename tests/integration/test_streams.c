@@ -67,10 +67,12 @@ static const char pod_json[] = "{\"metadata\":{\"name\":\"p1\",\"namespace\":\"d
                                "\"uid\":\"u1\"},\"spec\":{\"containers\":[{\"name\":\"c\","
                                "\"image\":\"busybox\"}]}}";
 
-static int pods_hook(void *ud, vk_buf *out)
+static int pod_hook(void *ud, const char *ns, const char *name, vk_buf *out)
 {
     (void)ud;
-    return vk_buf_printf(out, "[%s]", pod_json);
+    if (strcmp(ns, "default") != 0 || strcmp(name, "p1") != 0)
+        return 1;
+    return vk_buf_puts(out, pod_json);
 }
 
 static void on_stop(struct ev_loop *loop, ev_async *w, int revents)
@@ -152,7 +154,7 @@ static void setup(void)
                               .mode = KUBELET_AUTHZ_ALWAYS_ALLOW};
     fx.auth = kubelet_auth_new(&ac, err, sizeof err);
     kubelet_api_config kc = {.loop = fx.loop, .node_name = "node", .pool = fx.pool,
-                             .metrics = fx.metrics, .auth = fx.auth, .pods = pods_hook};
+                             .metrics = fx.metrics, .auth = fx.auth, .pod = pod_hook};
     fx.api = fx.pool && fx.metrics && fx.auth ? kubelet_api_new(&kc) : NULL;
     if (!fx.api || !fx.ks) {
         fprintf(stderr, "kubelet API: %s\n", fx.auth ? "out of memory" : err);

@@ -372,6 +372,14 @@ static int pods_hook(void *ud, vk_buf *out)
     return 0;
 }
 
+static int pod_hook(void *ud, const char *ns, const char *name, vk_buf *out)
+{
+    (void)ud;
+    if (strcmp(ns, "ns") != 0 || strcmp(name, "web") != 0)
+        return 1;
+    return vk_buf_puts(out, pod_json);
+}
+
 static http_server *serve(SSL_CTX *tls, http_handler_fn fn, void *ud, int *port,
                           double request_timeout, size_t high_water, int max_conns)
 {
@@ -469,11 +477,13 @@ static void setup(void)
     ck_assert(W.auth_open && W.auth_strict);
 
     kubelet_api_config acfg = {.loop = W.loop, .node_name = NODE, .pool = W.pool,
-                               .metrics = W.metrics, .auth = W.auth_open, .pods = pods_hook};
+                               .metrics = W.metrics, .auth = W.auth_open, .pods = pods_hook,
+                               .pod = pod_hook};
     W.api_open = kubelet_api_new(&acfg);
     acfg.metrics = W.metrics2;
     acfg.auth = W.auth_strict;
     acfg.pods = NULL;
+    acfg.pod = NULL;
     W.api_strict = kubelet_api_new(&acfg);
     ck_assert(W.api_open && W.api_strict);
     supervisor_listener l1 = kubelet_api_listener(W.api_open);
