@@ -46,6 +46,7 @@ typedef struct churn {
     double t0, t_created, t_running, t_del0, t_deleted, t_gone;
     long rss_running, anon_running, rss_max;
     ev_timer sampler, deadline, retry_timer;
+    bool retry_due;     /* the pause after a refusal is over */
 } churn;
 
 typedef struct req {
@@ -210,19 +211,17 @@ static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
     (void)revents;
-    pump(w->data);
+    churn *ch = w->data;
+    ch->retry_due = true;
+    pump(ch);
 }
 
 static void pump(churn *ch)
 {
-    /* Retries first, after a short pause so a 429 storm backs off. */
-    if (ch->n_retry && !ev_is_active(&ch->retry_timer)) {
-        ev_timer_set(&ch->retry_timer, 0.05, 0);
-        ev_timer_start(ch->loop, &ch->retry_timer);
-    }
-    bool retry_now = !ev_is_active(&ch->retry_timer);
+    /* Retries first, but only once the short pause after a refusal is
+     * over, so a 429 storm backs off. */
     while (ch->in_flight < ch->window) {
-        if (retry_now && ch->n_retry) {
+        if (ch->retry_due && ch->n_retry) {
             submit(ch, ch->retry[--ch->n_retry]);
         } else if (!ch->deleting && ch->next_create < ch->n) {
             submit(ch, ch->next_create++);
@@ -235,6 +234,12 @@ static void pump(churn *ch)
         } else {
             break;
         }
+    }
+    if (!ch->n_retry)
+        ch->retry_due = false;
+    else if (!ch->retry_due && !ev_is_active(&ch->retry_timer)) {
+        ev_timer_set(&ch->retry_timer, 0.05, 0);
+        ev_timer_start(ch->loop, &ch->retry_timer);
     }
 }
 
