@@ -3,8 +3,11 @@
 # Deployment is scheduled onto it and runs; the API server is stopped for
 # 20 s and started again. Afterwards the core has reconnected (the Lease is
 # renewed, the node is Ready), no pod was lost or duplicated (the same pods
-# in the API, the same pods in the provider), and status catches up: pods
-# created after the outage reach Running.
+# in the API, the same pods in the provider), and status catches up: a
+# container that ended during the outage shows as ended, and pods created
+# after the outage reach Running. Last, SIGTERM stops the core cleanly: it
+# exits 0 within its grace time, leaving the Node NotReady (KubeletStopped),
+# its Lease, and its pods bound, not deleted.
 #   tests/integration/test_apiserver_restart.sh BUILD
 set -euo pipefail
 
@@ -43,9 +46,40 @@ before=$("${K[@]}" get pods -l app=demo -o jsonpath='{range .items[*]}{.metadata
 [ "$(wc -l <<<"$before")" -eq 3 ] || fail "expected 3 pods, got: $before"
 lease_before=$("${K[@]}" -n kube-node-lease get lease "$VKC_NODE_NAME" -o jsonpath='{.spec.renewTime}')
 
+# bare_pod NAME ANNOTATIONS RESTART: a pod bound to our node, with the mock's annotations.
+bare_pod() {
+    "${K[@]}" apply -f - >/dev/null <<JSON
+{"apiVersion":"v1","kind":"Pod","metadata":{"name":"$1","annotations":{$2}},
+ "spec":{"nodeName":"$VKC_NODE_NAME","restartPolicy":"$3",
+  "tolerations":[{"key":"virtual-kubelet.io/provider","operator":"Exists","effect":"NoSchedule"}],
+  "containers":[{"name":"c","image":"busybox"}]}}
+JSON
+}
+# A container that exits once, 15 s after it starts: during the outage. No
+# status comes from the provider after that, so only the core catching up
+# can bring the exit to the API.
+bare_pod ender '"mock.vkc.io/exit-code":"3","mock.vkc.io/run-ms":"15000"' Never
+"${K[@]}" wait --for=condition=Ready pod/ender --timeout=30s >/dev/null || fail "pod ender did not run"
+down_at=$(date +%s)
+
 tests/cluster/restart.sh "$dir/cluster" kube-apiserver 20
 lib_wait_apiserver 60 || fail "the API server did not come back"
+up_at=$(date +%s)
 kill -0 "$core" || fail "vkc-core died while the API server was away"
+
+# Caught up: the exit the provider reported while the API was away. The
+# core retries a failed status write with a back-off capped at 30 s.
+for _ in $(seq 1 45); do
+    [ "$("${K[@]}" get pod ender -o jsonpath='{.status.phase}')" = Failed ] && break
+    sleep 1
+done
+caught_in=$(($(date +%s) - up_at))
+ended=$("${K[@]}" get pod ender -o jsonpath='{.status.phase} {.status.containerStatuses[0].state.terminated.exitCode} {.status.containerStatuses[0].state.terminated.finishedAt}')
+read -r phase code finished <<<"$ended"
+[ "$phase $code" = "Failed 3" ] || fail "pod ender after the outage: [$ended], want Failed with exit code 3"
+finished_s=$(date -d "$finished" +%s)
+[[ $finished_s -ge $down_at && $finished_s -le $up_at ]] ||
+    fail "pod ender's container ended at $finished, not during the outage ($down_at..$up_at): the test's timing is off"
 
 # Reconnected: the Lease moves on, the node is Ready.
 renewed=
@@ -77,4 +111,26 @@ for _ in $(seq 1 60); do
     sleep 1
 done
 [ -z "$("${K[@]}" get pods -l app=demo -o name)" ] || fail "pods remained after deleting the Deployment"
-echo "API server restart: reconnected, 3 pods kept, 5 running after, all deleted"
+
+# SIGTERM: a clean stop that leaves the node's pods where they are.
+bare_pod keeper '' Always
+"${K[@]}" wait --for=condition=Ready pod/keeper --timeout=30s >/dev/null || fail "pod keeper did not run"
+pods_before=$("${K[@]}" get pods -o jsonpath='{range .items[*]}{.metadata.uid} {.spec.nodeName}{"\n"}{end}' | sort)
+provider=$(lib_child_of "$core") || fail "vkc-core has no provider child"
+kill -TERM "$core"
+for _ in $(seq 1 150); do kill -0 "$core" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$core" 2>/dev/null && fail "vkc-core still runs 15 s after SIGTERM"
+rc=0
+wait "$core" || rc=$?
+core=
+[ "$rc" -eq 0 ] || fail "vkc-core exited $rc after SIGTERM, want 0"
+[ -d "/proc/$provider" ] && fail "the provider (pid $provider) outlived vkc-core"
+ready=$("${K[@]}" get node "$VKC_NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status} {.status.conditions[?(@.type=="Ready")].reason}')
+[ "$ready" = "False KubeletStopped" ] || fail "Ready after SIGTERM: [$ready], want False KubeletStopped"
+"${K[@]}" -n kube-node-lease get lease "$VKC_NODE_NAME" >/dev/null || fail "the Lease is gone after SIGTERM"
+pods_after=$("${K[@]}" get pods -o jsonpath='{range .items[*]}{.metadata.uid} {.spec.nodeName}{"\n"}{end}' | sort)
+[ "$pods_before" = "$pods_after" ] || fail "pods changed across SIGTERM: before [$pods_before] after [$pods_after]"
+[ -z "$("${K[@]}" get pods -o jsonpath='{.items[*].metadata.deletionTimestamp}')" ] ||
+    fail "pods are being deleted after SIGTERM"
+echo "API server restart: reconnected, 3 pods kept, a status caught up (${caught_in} s), 5 running after, all deleted;" \
+    "SIGTERM: exit 0, node KubeletStopped, Lease and 2 pods kept"

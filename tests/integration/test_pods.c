@@ -401,6 +401,16 @@ static const char *env_of(yajl_val pod, const char *name)
     return NULL;
 }
 
+/* Element i of container 0's field (command or args) in a pod JSON; NULL when absent. */
+static const char *arg_of(yajl_val pod, const char *field, size_t i)
+{
+    yajl_val ctrs = vk_json_get(pod, "spec", "containers", NULL);
+    yajl_val list = YAJL_IS_ARRAY(ctrs) && ctrs->u.array.len
+                        ? vk_json_member(ctrs->u.array.values[0], field) : NULL;
+    return YAJL_IS_ARRAY(list) && i < list->u.array.len
+               ? vk_json_str(list->u.array.values[i], NULL) : NULL;
+}
+
 /* ---- processes ----------------------------------------------------------------------- */
 
 static const char *bin(const char *name)
@@ -608,13 +618,22 @@ END_TEST
 
 START_TEST(test_env_resolution)
 {
+    /* The test's own Service, first, and a second for the core's service
+     * watch to bring it into its cache before the pods below are resolved:
+     * like the kubelet, the core resolves a container's environment once. */
+    create_object("services", "{\"metadata\":{\"name\":\"env-svc\"},"
+                  "\"spec\":{\"ports\":[{\"name\":\"http\",\"port\":8080}]}}");
+    run_ms(1000);
     create_object("configmaps", "{\"metadata\":{\"name\":\"cm1\"},"
                   "\"data\":{\"k1\":\"v1\",\"a\":\"x\",\"b\":\"y\"}}");
     create_object("secrets", "{\"metadata\":{\"name\":\"s1\"},"
                   "\"data\":{\"sk\":\"c2VjcmV0LXZhbHVl\"}}"); /* "secret-value" */
     create_pod_with("envpod", "Always",
-        "\"resources\":{\"limits\":{\"memory\":\"64Mi\"}},"
-        "\"envFrom\":[{\"prefix\":\"P_\",\"configMapRef\":{\"name\":\"cm1\"}}],"
+        "\"resources\":{\"limits\":{\"memory\":\"64Mi\",\"cpu\":\"250m\"}},"
+        "\"command\":[\"run\",\"$(CM_VAL)\"],"
+        "\"args\":[\"$(SEC_VAL)/$(POD_NAME)\",\"$$(CM_VAL)\",\"$(UNDEFINED)\",\"$(ENV_SVC_SERVICE_PORT)\"],"
+        "\"envFrom\":[{\"prefix\":\"P_\",\"configMapRef\":{\"name\":\"cm1\"}},"
+        "{\"prefix\":\"S_\",\"secretRef\":{\"name\":\"s1\"}}],"
         "\"env\":["
         "{\"name\":\"CM_VAL\",\"valueFrom\":{\"configMapKeyRef\":{\"name\":\"cm1\",\"key\":\"k1\"}}},"
         "{\"name\":\"SEC_VAL\",\"valueFrom\":{\"secretKeyRef\":{\"name\":\"s1\",\"key\":\"sk\"}}},"
@@ -626,6 +645,9 @@ START_TEST(test_env_resolution)
         "{\"name\":\"NODE\",\"valueFrom\":{\"fieldRef\":{\"fieldPath\":\"spec.nodeName\"}}},"
         "{\"name\":\"POD_IP\",\"valueFrom\":{\"fieldRef\":{\"fieldPath\":\"status.podIP\"}}},"
         "{\"name\":\"MEM\",\"valueFrom\":{\"resourceFieldRef\":{\"resource\":\"limits.memory\"}}},"
+        "{\"name\":\"CPU_M\",\"valueFrom\":{\"resourceFieldRef\":{\"resource\":\"limits.cpu\","
+        "\"divisor\":\"1m\"}}},"
+        "{\"name\":\"CPU\",\"valueFrom\":{\"resourceFieldRef\":{\"resource\":\"limits.cpu\"}}},"
         "{\"name\":\"EXPANDED\",\"value\":\"$(CM_VAL)-x\"}]", NULL);
     WAIT_UNTIL(pod_running("envpod"), 30, "pod envpod not Running");
 
@@ -647,11 +669,66 @@ START_TEST(test_env_resolution)
     ck_assert_ptr_nonnull(env_of(pod, "POD_IP"));
     ck_assert_str_eq(env_of(pod, "MEM"), "67108864");
     ck_assert_str_eq(env_of(pod, "EXPANDED"), "v1-x");
-    ck_assert_ptr_nonnull(env_of(pod, "KUBERNETES_SERVICE_HOST")); /* service links */
+    ck_assert_str_eq(env_of(pod, "S_sk"), "secret-value");
+    ck_assert_str_eq(env_of(pod, "CPU_M"), "250");
+    ck_assert_str_eq(env_of(pod, "CPU"), "1"); /* 250m rounded up to whole cores */
+    /* command and args expand from the final environment; $$ is a literal $
+     * and an undefined reference stays as written. */
+    ck_assert_str_eq(arg_of(pod, "command", 0), "run");
+    ck_assert_str_eq(arg_of(pod, "command", 1), "v1");
+    ck_assert_str_eq(arg_of(pod, "args", 0), "secret-value/envpod");
+    ck_assert_str_eq(arg_of(pod, "args", 1), "$(CM_VAL)");
+    ck_assert_str_eq(arg_of(pod, "args", 2), "$(UNDEFINED)");
+    ck_assert_str_eq(arg_of(pod, "args", 3), "8080");
+    /* Service links default to on: the namespace's own Service, and always
+     * the kubernetes Service of namespace default. */
+    ck_assert_ptr_nonnull(env_of(pod, "KUBERNETES_SERVICE_HOST"));
+    ck_assert_str_eq(env_of(pod, "ENV_SVC_SERVICE_PORT"), "8080");
     yajl_tree_free(pod);
     yajl_tree_free(api_pod);
     WAIT_UNTIL(events_with("envpod", "OptionalSecretNotFound") >= 1, 15,
                "no OptionalSecretNotFound event on envpod");
+}
+END_TEST
+
+/* spec.enableServiceLinks: true gives the namespace's Services' variables,
+ * false leaves them out but keeps the kubernetes Service's. */
+START_TEST(test_service_links)
+{
+    char path[256], want[96];
+    long st;
+    snprintf(path, sizeof path, "/api/v1/namespaces/%s/services/env-svc", ns);
+    yajl_val svc = get_json(path, &st);
+    const char *ip = str_at(svc, "spec", "clusterIP", NULL);
+    ck_assert_msg(ip && *ip, "Service env-svc has no clusterIP (%ld)", st);
+    create_pod_with("links-on", "Always", NULL, "\"enableServiceLinks\":true,");
+    create_pod_with("links-off", "Always", NULL, "\"enableServiceLinks\":false,");
+    WAIT_UNTIL(pod_running("links-on") && pod_running("links-off"), 30,
+               "pods links-on, links-off not Running");
+
+    int code;
+    yajl_val on = mock_pod("links-on", &code);
+    ck_assert_int_eq(code, VK_OK);
+    ck_assert_str_eq(env_of(on, "ENV_SVC_SERVICE_HOST"), ip);
+    ck_assert_str_eq(env_of(on, "ENV_SVC_SERVICE_PORT"), "8080");
+    ck_assert_str_eq(env_of(on, "ENV_SVC_SERVICE_PORT_HTTP"), "8080");
+    snprintf(want, sizeof want, "tcp://%s:8080", ip);
+    ck_assert_str_eq(env_of(on, "ENV_SVC_PORT"), want);
+    ck_assert_str_eq(env_of(on, "ENV_SVC_PORT_8080_TCP_ADDR"), ip);
+    ck_assert_ptr_nonnull(env_of(on, "KUBERNETES_SERVICE_HOST"));
+    yajl_val off = mock_pod("links-off", &code);
+    ck_assert_int_eq(code, VK_OK);
+    ck_assert_ptr_null(env_of(off, "ENV_SVC_SERVICE_HOST"));
+    ck_assert_ptr_null(env_of(off, "ENV_SVC_SERVICE_PORT"));
+    ck_assert_ptr_null(env_of(off, "ENV_SVC_PORT"));
+    ck_assert_ptr_nonnull(env_of(off, "KUBERNETES_SERVICE_HOST"));
+    yajl_tree_free(on);
+    yajl_tree_free(off);
+    yajl_tree_free(svc);
+
+    delete_pod("links-on", 0);
+    delete_pod("links-off", 0);
+    WAIT_UNTIL(pod_gone("links-on") && pod_gone("links-off"), 20, "links pods not deleted");
 }
 END_TEST
 
@@ -1253,6 +1330,7 @@ int main(void)
         tcase_add_test(tc, test_fixture_up);
         tcase_add_test(tc, test_run_and_graceful_delete);
         tcase_add_test(tc, test_env_resolution);
+        tcase_add_test(tc, test_service_links);
         tcase_add_test(tc, test_mandatory_missing_then_created);
         tcase_add_test(tc, test_callback_secrets);
         tcase_add_test(tc, test_status_resync_and_update_failure);
