@@ -1,7 +1,5 @@
-/* hello.c -- the smallest useful vkc provider, shown whole in README.md.
- * Pods "run" by being remembered: Running at once, one greeting as log. */
+/* hello.c -- the smallest useful vkc provider, shown whole in README.md. */
 #include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -9,92 +7,112 @@
 #include "vkc-provider.h"
 
 #define MAX_PODS 256
-
 static struct {
-    char *key; /* namespace/name */
-    char *json;
+    vk_pod *pod;  /* as created or updated, with status; NULL: a free slot */
+    char *status; /* PodStatus JSON, fixed at creation */
 } pods[MAX_PODS];
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
-static int find(const char *ns, const char *name)
+/* The slot of pod namespace/name, or -1; ns NULL: the first free slot. A
+ * uid (NULL: any) names one incarnation: another uid is another pod. */
+static int find(const char *ns, const char *name, const char *uid)
 {
-    char key[512];
-    snprintf(key, sizeof key, "%s/%s", ns, name);
-    for (int i = 0; i < MAX_PODS; i++)
-        if (pods[i].key && strcmp(pods[i].key, key) == 0)
-            return i;
+    for (int i = 0; i < MAX_PODS; i++) {
+        const vk_pod *p = pods[i].pod;
+        if (!p ? !ns : ns && strcmp(p->namespace, ns) == 0 && strcmp(p->name, name) == 0)
+            return p && uid && strcmp(p->uid, uid) != 0 ? -1 : i;
+    }
     return -1;
 }
 
-/* Every container running and ready since `now`. */
-static void running_status(const vk_pod *pod, vk_buf *out)
+/* Pods "run" by being remembered: every container running since now, for ever. */
+static char *running_status(const vk_pod *pod)
 {
     vk_container_status cs[16];
     size_t n = pod->n_containers < 16 ? pod->n_containers : 16;
     for (size_t i = 0; i < n; i++)
-        cs[i] = (vk_container_status){.name = pod->containers[i].name,
-                                      .image = pod->containers[i].image,
-                                      .state = VK_STATE_RUNNING,
-                                      .started_at = time(NULL),
-                                      .ready = true, .started = true};
+        cs[i] = (vk_container_status){.name = pod->containers[i].name, .ready = true,
+                                      .image = pod->containers[i].image, .started = true,
+                                      .state = VK_STATE_RUNNING, .started_at = time(NULL)};
     vk_pod_status st = {.phase = "Running", .pod_ip = "10.1.0.1", .host_ip = "10.1.0.1",
                         .start_time = time(NULL), .containers = cs, .n_containers = n};
-    vk_pod_status_json(&st, time(NULL), out);
+    vk_buf out = VK_BUF_INIT;
+    vk_pod_status_json(&st, time(NULL), &out);
+    return vk_buf_steal(&out, NULL);
+}
+
+/* Keep pod, with the status of slot i, in slot i. */
+static void keep(int i, const vk_pod *pod)
+{
+    vk_buf json = VK_BUF_INIT;
+    vk_pod_with_status(pod->json, pod->json_len, pods[i].status, strlen(pods[i].status), &json);
+    vk_pod_free(pods[i].pod);
+    pods[i].pod = vk_pod_parse(json.data, json.len, NULL, 0);
+    vk_buf_free(&json);
 }
 
 static int hello_create(vk_ctx *ctx, const vk_pod *pod)
 {
-    vk_buf status = VK_BUF_INIT;
-    running_status(pod, &status);
+    if (!pod->uid)
+        return vk_ctx_error(ctx, VK_INVALID_ARGUMENT, "pod %s has no uid", pod->name);
     pthread_mutex_lock(&lock);
-    int i = find(pod->namespace, pod->name), code = VK_OK;
-    if (i < 0) {
-        for (i = 0; i < MAX_PODS && pods[i].key; i++)
-            ;
-        if (i == MAX_PODS) {
-            code = vk_ctx_error(ctx, VK_RESOURCE_EXHAUSTED, "node is full");
-        } else {
-            vk_buf key = VK_BUF_INIT;
-            vk_buf_printf(&key, "%s/%s", pod->namespace, pod->name);
-            pods[i].key = vk_buf_steal(&key, NULL);
-            pods[i].json = strdup(pod->json);
-        }
+    int i = find(pod->namespace, pod->name, NULL), code = VK_OK;
+    if (i >= 0 && strcmp(pods[i].pod->uid, pod->uid) != 0)
+        code = vk_ctx_error(ctx, VK_ALREADY_EXISTS, "pod %s runs with another uid", pod->name);
+    else if (i < 0 && (i = find(NULL, NULL, NULL)) < 0)
+        code = vk_ctx_error(ctx, VK_RESOURCE_EXHAUSTED, "node is full");
+    else if (!pods[i].pod) { /* new: the same uid again changes nothing */
+        pods[i].status = running_status(pod);
+        keep(i, pod);
+        vk_provider_notify_pod(vk_ctx_provider(ctx), pod->namespace, pod->name, pod->uid,
+                               pods[i].status, strlen(pods[i].status));
     }
     pthread_mutex_unlock(&lock);
-    if (code == VK_OK)
-        vk_provider_notify_pod(vk_ctx_provider(ctx), pod->namespace, pod->name, pod->uid,
-                               status.data, status.len);
-    vk_buf_free(&status);
     return code;
+}
+
+static int hello_update(vk_ctx *ctx, const vk_pod *pod)
+{
+    pthread_mutex_lock(&lock);
+    int i = pod->uid ? find(pod->namespace, pod->name, pod->uid) : -1;
+    if (i >= 0)
+        keep(i, pod); /* new labels or images: nothing runs, nothing else changes */
+    pthread_mutex_unlock(&lock);
+    return i >= 0 ? VK_OK : vk_ctx_error(ctx, VK_NOT_FOUND, "pod %s not found", pod->name);
 }
 
 static int hello_delete(vk_ctx *ctx, const vk_pod *pod)
 {
     pthread_mutex_lock(&lock);
-    int i = find(pod->namespace, pod->name);
-    if (i >= 0) {
-        free(pods[i].key);
-        free(pods[i].json);
-        pods[i].key = NULL;
+    int i = find(pod->namespace, pod->name, pod->uid);
+    if (i >= 0) { /* on OK the SDK reports the deletion to WatchPodStatus */
+        vk_pod_free(pods[i].pod);
+        free(pods[i].status);
+        pods[i].pod = NULL;
     }
     pthread_mutex_unlock(&lock);
-    if (i < 0)
-        return vk_ctx_error(ctx, VK_NOT_FOUND, "pod %s/%s not found", pod->namespace, pod->name);
-    vk_provider_notify_pod(vk_ctx_provider(ctx), pod->namespace, pod->name, pod->uid, NULL, 0);
-    return VK_OK;
+    return i >= 0 ? VK_OK : vk_ctx_error(ctx, VK_NOT_FOUND, "pod %s not found", pod->name);
+}
+
+/* The SDK checks that the uid the core asks for is the one in our pod JSON. */
+static int hello_get(vk_ctx *ctx, const char *ns, const char *name, vk_buf *out)
+{
+    pthread_mutex_lock(&lock);
+    int i = find(ns, name, NULL);
+    if (i >= 0)
+        vk_buf_puts(out, pods[i].pod->json);
+    pthread_mutex_unlock(&lock);
+    return i >= 0 ? VK_OK : vk_ctx_error(ctx, VK_NOT_FOUND, "pod %s not found", name);
 }
 
 static int hello_status(vk_ctx *ctx, const char *ns, const char *name, vk_buf *out)
 {
     pthread_mutex_lock(&lock);
-    int i = find(ns, name);
-    vk_pod *pod = i >= 0 ? vk_pod_parse(pods[i].json, strlen(pods[i].json), NULL, 0) : NULL;
+    int i = find(ns, name, NULL);
+    if (i >= 0)
+        vk_buf_puts(out, pods[i].status);
     pthread_mutex_unlock(&lock);
-    if (!pod)
-        return vk_ctx_error(ctx, VK_NOT_FOUND, "pod %s/%s not found", ns, name);
-    running_status(pod, out);
-    vk_pod_free(pod);
-    return VK_OK;
+    return i >= 0 ? VK_OK : vk_ctx_error(ctx, VK_NOT_FOUND, "pod %s not found", name);
 }
 
 static int hello_get_pods(vk_ctx *ctx, vk_pod_list *out)
@@ -102,8 +120,8 @@ static int hello_get_pods(vk_ctx *ctx, vk_pod_list *out)
     (void)ctx;
     pthread_mutex_lock(&lock);
     for (int i = 0; i < MAX_PODS; i++)
-        if (pods[i].key)
-            vk_pod_list_add(out, pods[i].json, strlen(pods[i].json));
+        if (pods[i].pod)
+            vk_pod_list_add(out, pods[i].pod->json, pods[i].pod->json_len);
     pthread_mutex_unlock(&lock);
     return VK_OK;
 }
@@ -119,28 +137,10 @@ static int hello_node(vk_ctx *ctx, vk_node *node)
     return VK_OK;
 }
 
-static int hello_logs(vk_ctx *ctx, const char *ns, const char *pod, const char *container,
-                      const vk_log_options *opt, vk_stream *out)
-{
-    (void)opt; /* one line: every option gives the same answer */
-    pthread_mutex_lock(&lock);
-    int i = find(ns, pod);
-    pthread_mutex_unlock(&lock);
-    if (i < 0)
-        return vk_ctx_error(ctx, VK_NOT_FOUND, "pod %s/%s not found", ns, pod);
-    vk_buf line = VK_BUF_INIT;
-    vk_buf_printf(&line, "hello from %s/%s\n", pod, container);
-    vk_stream_write(out, line.data, line.len);
-    vk_buf_free(&line);
-    return VK_OK;
-}
-
 static const vk_provider_ops hello_ops = {
-    .name = "hello", .version = "0.1.0",
-    .create_pod = hello_create, .delete_pod = hello_delete,
-    .get_pod_status = hello_status,
-    .get_pods = hello_get_pods, .get_node = hello_node,
-    .get_container_logs = hello_logs, .notifies_pod_status = true,
+    .name = "hello", .version = "0.2.0", .get_node = hello_node, .notifies_pod_status = true,
+    .create_pod = hello_create, .update_pod = hello_update, .delete_pod = hello_delete,
+    .get_pod = hello_get, .get_pod_status = hello_status, .get_pods = hello_get_pods,
 };
 
 int main(int argc, char **argv)
