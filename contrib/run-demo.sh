@@ -14,16 +14,22 @@ say() { printf '\n==> %s\n' "$*"; }
 
 cleanup() {
     trap - INT TERM EXIT
+    # Ctrl-C reached vkc-core too (same process group): let it stop its
+    # provider gracefully, as a second signal would make it kill it at once.
+    if [ "${1:-}" = INT ] && [ -n "$core" ]; then
+        for _ in $(seq 50); do kill -0 "$core" 2>/dev/null || break; sleep 0.2; done
+    fi
     if [ -n "$core" ] && kill -0 "$core" 2>/dev/null; then
         say "stopping vkc-core"
         kill -TERM "$core"
-        wait "$core" || true
     fi
+    [ -z "$core" ] || wait "$core" 2>/dev/null || true
     say "stopping the control plane"
     tests/cluster/down.sh "$dir/cluster" >/dev/null 2>&1 || true
     rm -rf "$dir"
 }
-trap cleanup INT TERM EXIT
+trap 'cleanup INT' INT
+trap cleanup TERM EXIT
 
 say "control plane binaries (built once from Debian's kubernetes source, ~15 min)"
 bin=$(tests/cluster/build.sh)
