@@ -1089,6 +1089,9 @@ START_TEST(client_cert_expired_then_renewed)
     time_t expired_at = make_client_cert(cert, key, -2 * 86400, -86400);
     char not_after[64];
     strftime(not_after, sizeof not_after, "not_after=%Y-%m-%dT%H:%M:%SZ", gmtime(&expired_at));
+    /* Relative paths in a kubeconfig are relative to its own directory. */
+    char ca_dir[PATH_MAX];
+    ck_assert_ptr_nonnull(realpath(cluster.dir, ca_dir));
     FILE *f = fopen(config, "w");
     ck_assert_ptr_nonnull(f);
     fprintf(f, "apiVersion: v1\nkind: Config\n"
@@ -1096,7 +1099,7 @@ START_TEST(client_cert_expired_then_renewed)
                "users: [{name: u, user: {client-certificate: client.crt, client-key: client.key}}]\n"
                "contexts: [{name: x, context: {cluster: c, user: u}}]\n"
                "current-context: x\n",
-            admin_cfg.server, cluster.dir);
+            admin_cfg.server, ca_dir);
     ck_assert_int_eq(fclose(f), 0);
     kube_config cfg;
     char err[512];
