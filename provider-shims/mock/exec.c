@@ -3,6 +3,7 @@
  * There are no processes. Exec runs a few built-in commands:
  *
  *   echo ARGS...    cat    exit [N]    sleep SECONDS    env    stty size
+ *   yes [STRING]    (output without end, for backpressure: see cmd_yes)
  *   sh -c 'LINE'    (LINE: one of these, words without quotes or shell syntax)
  *   sh              (reads command lines from stdin, one at a time)
  *
@@ -21,6 +22,7 @@
 
 #define MAX_WORDS 64
 #define ATTACH_POLL_MS 200 /* how soon an attach notices its container exit */
+#define YES_BUF 8192       /* bytes yes hands to one write, as coreutils does */
 
 typedef struct session {
     vk_ctx *ctx;
@@ -219,6 +221,37 @@ static int cmd_exit(session *s, const char *arg, int *code)
     return 0;
 }
 
+/* Wait for the user to go away, dropping whatever stdin brings. */
+static int wait_gone(session *s)
+{
+    while (fill(s, -1) >= 0)
+        s->pending_at = s->pending.len;
+    return -1;
+}
+
+/* yes [STRING...]: the words (or "y") and a newline, over and over, until
+ * the user goes away. Each write blocks while the user is not reading, so
+ * a stalled client holds this loop instead of growing a buffer anywhere. */
+static int cmd_yes(session *s, int argc, const char *const *argv)
+{
+    if (!s->req->out)
+        return wait_gone(s);
+    vk_buf line = VK_BUF_INIT, b = VK_BUF_INIT;
+    int rc = argc > 1 ? 0 : vk_buf_puts(&line, "y");
+    for (int i = 1; i < argc && rc == 0; i++)
+        rc = vk_buf_printf(&line, "%s%s", i > 1 ? " " : "", argv[i]);
+    if (rc == 0)
+        rc = vk_buf_puts(&line, "\n");
+    /* Whole lines only, so every write ends at a line break. */
+    while (rc == 0 && (b.len == 0 || b.len + line.len <= YES_BUF))
+        rc = vk_buf_append(&b, line.data, line.len);
+    while (rc == 0)
+        rc = put(s, false, b.data, b.len);
+    vk_buf_free(&line);
+    vk_buf_free(&b);
+    return -1;
+}
+
 /* One command line, split on blanks; shell syntax is not supported. */
 static int run_line(session *s, const char *line, int *code)
 {
@@ -323,6 +356,8 @@ static int run(session *s, int argc, const char *const *argv, int *code)
         *code = 1;
         return say(s, true, "stty: 'standard input': Inappropriate ioctl for device\n");
     }
+    if (strcmp(cmd, "yes") == 0)
+        return cmd_yes(s, argc, argv);
     if (strcmp(cmd, "sh") == 0 && argc == 1)
         return cmd_shell(s, code);
     if (strcmp(cmd, "sh") == 0 && argc == 3 && strcmp(argv[1], "-c") == 0)

@@ -707,6 +707,21 @@ static void exec_recv(vk_call *c, exec_result *r, const char *needle)
         r->code = vk_call_finish(c, NULL);
 }
 
+/* The mock's thread count: each bidirectional call has a reader thread
+ * there, so a call that ends shows as one thread less. */
+static int mock_threads(void)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)m.pid);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    int n = 0;
+    while (fgets(line, sizeof line, f) && sscanf(line, "Threads: %d", &n) != 1)
+        ;
+    fclose(f);
+    return n;
+}
+
 /* Run a command to its end, with stdin when in is not NULL. */
 static exec_result *run(const char *const *cmd, size_t n, const char *in)
 {
@@ -774,6 +789,26 @@ START_TEST(exec_builtins)
     ck_assert_int_eq(vk_call_finish(c, NULL), VK_CANCELLED);
     vk_call_free(c);
     ck_assert_int_lt(harness_now_ms() - began, 2000);
+
+    /* yes writes its words without end, whole lines per message, and
+     * stops when the user goes away: the call's thread in the mock ends. */
+    const char *yes[] = {"yes", "ok", "go"};
+    r = calloc(1, sizeof *r);
+    c = exec_start("ExecInContainer", yes, 3, false, false);
+    vk_call_close_send(c);
+    exec_recv(c, r, "ok go\nok go\nok go\n");
+    ck_assert_uint_eq(r->out.len % 6, 0);
+    for (size_t i = 0; i < r->out.len; i += 6)
+        ck_assert(memcmp(r->out.data + i, "ok go\n", 6) == 0);
+    int running = mock_threads();
+    vk_call_cancel(c);
+    ck_assert_int_eq(vk_call_finish(c, NULL), VK_CANCELLED);
+    vk_call_free(c);
+    ck_assert(!r->exited);
+    free(r);
+    for (long end = harness_now_ms() + 2000; mock_threads() >= running && harness_now_ms() < end;)
+        harness_sleep_ms(10);
+    ck_assert_int_lt(mock_threads(), running);
 
     /* Unknown pod: an error status, no exit. */
     ck_assert_int_eq(pod_call("DeletePod", pod_doc("box", "ub", NULL, NULL), NULL), VK_OK);

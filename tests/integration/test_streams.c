@@ -321,55 +321,77 @@ static void s_data(struct sclient *s, uint32_t id, bool fin, const void *data, s
     cli_write(&s->cli, data, len);
 }
 
+/* The next frame: its 8-byte head in h, its payload in payload (1 MiB).
+ * False at the end of the connection. */
+static bool s_frame(struct sclient *s, uint8_t h[8], uint8_t *payload, size_t *len)
+{
+    if (!cli_read(&s->cli, h, 8))
+        return false;
+    *len = (size_t)h[5] << 16 | (size_t)h[6] << 8 | h[7];
+    ck_assert_uint_le(*len, 1u << 20);
+    ck_assert(cli_read(&s->cli, payload, *len));
+    return true;
+}
+
+/* The stream of a data frame (control frames have the top bit set). */
+static uint32_t data_id(const uint8_t h[8])
+{
+    return (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
+}
+
+/* Take in one frame: data goes to its stream's buffer, control frames
+ * update the session's state. */
+static void s_take(struct sclient *s, const uint8_t h[8], uint8_t *payload, size_t len)
+{
+    uint32_t id = data_id(h);
+    if (!(h[0] & 0x80)) {
+        ck_assert_uint_lt(id, 32);
+        ck_assert(s->replied[id]);
+        ck_assert_uint_le(s->len[id] + len, sizeof s->data[id] - 1);
+        memcpy(s->data[id] + s->len[id], payload, len);
+        s->len[id] += len;
+        if (h[4] & SPDY_FLAG_FIN)
+            s->fin[id] = true;
+        return;
+    }
+    uint16_t type = (uint16_t)(h[2] << 8 | h[3]);
+    id = (uint32_t)payload[2] << 8 | payload[3];
+    if (type == SPDY_SYN_REPLY) {
+        /* Keep the inflater in step, as a real client must. */
+        if (!s->inf_ready) {
+            ck_assert_int_eq(inflateInit(&s->inf), Z_OK);
+            s->inf_ready = true;
+        }
+        uint8_t out[256];
+        s->inf.next_in = payload + 4;
+        s->inf.avail_in = (uInt)(len - 4);
+        s->inf.next_out = out;
+        s->inf.avail_out = sizeof out;
+        int r = inflate(&s->inf, Z_SYNC_FLUSH);
+        if (r == Z_NEED_DICT) {
+            inflateSetDictionary(&s->inf, spdy_dictionary, (uInt)spdy_dictionary_len);
+            r = inflate(&s->inf, Z_SYNC_FLUSH);
+        }
+        ck_assert_int_eq(r, Z_OK);
+        ck_assert_uint_eq(sizeof out - s->inf.avail_out, 4); /* no headers */
+        s->replied[id] = true;
+    } else if (type == SPDY_RST_STREAM) {
+        s->reset[id] = true;
+    } else if (type == SPDY_GOAWAY) {
+        s->goaway = true;
+    }
+}
+
 /* Read frames until the server closes the connection or, when until is
  * not 0, until stream until has ended or holds at least min bytes. */
 static void s_read(struct sclient *s, uint32_t until, size_t min)
 {
     static uint8_t payload[1 << 20];
     uint8_t h[8];
+    size_t len;
     while ((!until || (!s->fin[until] && (!min || s->len[until] < min))) &&
-           cli_read(&s->cli, h, 8)) {
-        size_t len = (size_t)h[5] << 16 | (size_t)h[6] << 8 | h[7];
-        ck_assert_uint_le(len, sizeof payload);
-        ck_assert(cli_read(&s->cli, payload, len));
-        uint32_t id = ((uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3]);
-        if (!(h[0] & 0x80)) {
-            ck_assert_uint_lt(id, 32);
-            ck_assert(s->replied[id]);
-            ck_assert_uint_le(s->len[id] + len, sizeof s->data[id] - 1);
-            memcpy(s->data[id] + s->len[id], payload, len);
-            s->len[id] += len;
-            if (h[4] & SPDY_FLAG_FIN)
-                s->fin[id] = true;
-            continue;
-        }
-        uint16_t type = (uint16_t)(h[2] << 8 | h[3]);
-        id = (uint32_t)payload[2] << 8 | payload[3];
-        if (type == SPDY_SYN_REPLY) {
-            /* Keep the inflater in step, as a real client must. */
-            if (!s->inf_ready) {
-                ck_assert_int_eq(inflateInit(&s->inf), Z_OK);
-                s->inf_ready = true;
-            }
-            uint8_t out[256];
-            s->inf.next_in = payload + 4;
-            s->inf.avail_in = (uInt)(len - 4);
-            s->inf.next_out = out;
-            s->inf.avail_out = sizeof out;
-            int r = inflate(&s->inf, Z_SYNC_FLUSH);
-            if (r == Z_NEED_DICT) {
-                inflateSetDictionary(&s->inf, spdy_dictionary, (uInt)spdy_dictionary_len);
-                r = inflate(&s->inf, Z_SYNC_FLUSH);
-            }
-            ck_assert_int_eq(r, Z_OK);
-            ck_assert_uint_eq(sizeof out - s->inf.avail_out, 4); /* no headers */
-            s->replied[id] = true;
-        } else if (type == SPDY_RST_STREAM) {
-            s->reset[id] = true;
-        } else if (type == SPDY_GOAWAY) {
-            s->goaway = true;
-        }
-    }
+           s_frame(s, h, payload, &len))
+        s_take(s, h, payload, len);
 }
 
 static void s_close(struct sclient *s)
@@ -492,17 +514,26 @@ START_TEST(bad_names_are_400)
 }
 END_TEST
 
-static int threads(void)
+/* A number from /proc/PID/status ("Threads", "VmRSS" in KiB, ...); pid 0
+ * is this process, which runs the core's side. */
+static long proc_status(pid_t pid, const char *key)
 {
-    int n = 0;
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
+    char path[64], line[256], fmt[64];
+    snprintf(path, sizeof path, pid ? "/proc/%d/status" : "/proc/self/status", (int)pid);
+    snprintf(fmt, sizeof fmt, "%s: %%ld", key);
+    long n = 0;
+    FILE *f = fopen(path, "r");
     while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "Threads: %d", &n) == 1)
+        if (sscanf(line, fmt, &n) == 1)
             break;
     if (f)
         fclose(f);
     return n;
+}
+
+static int threads(void)
+{
+    return (int)proc_status(0, "Threads");
 }
 
 START_TEST(spdy_client_goes_away_mid_exec)
@@ -721,6 +752,104 @@ START_TEST(run_command)
 }
 END_TEST
 
+/* CPU time the process has used, all threads, in clock ticks. */
+static long cpu_ticks(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* utime and stime are fields 14 and 15; the name before them, in
+     * parentheses, may hold blanks. */
+    const char *p = strrchr(buf, ')');
+    unsigned long user = 0, sys = 0;
+    ck_assert(p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+                          &user, &sys) == 2);
+    return (long)(user + sys);
+}
+
+/* Read stdout (stream id) of a yes exec until want more bytes came,
+ * checking that they go on with "y\n" from *at, the bytes read so far. */
+static void s_read_yes(struct sclient *s, uint32_t id, size_t *at, size_t want)
+{
+    static uint8_t payload[1 << 20];
+    uint8_t h[8];
+    size_t len;
+    for (size_t end = *at + want; *at < end;) {
+        ck_assert(s_frame(s, h, payload, &len));
+        if (h[0] & 0x80 || data_id(h) != id) {
+            s_take(s, h, payload, len);
+            continue;
+        }
+        ck_assert(!(h[4] & SPDY_FLAG_FIN));
+        size_t i = 0;
+        while (i < len && payload[i] == "y\n"[(*at + i) % 2])
+            i++;
+        ck_assert_msg(i == len, "byte %zu of stdout is %#x", *at + i, payload[i]);
+        *at += len;
+    }
+}
+
+/* A client that stops reading an endless command (the mock's yes). The
+ * provider's writes must stall instead of piling up in the core: the mock
+ * stops using CPU, and the core, which runs in this process, stops
+ * growing (VmRSS). Reading again resumes the same byte stream; hanging up
+ * cancels the call. */
+START_TEST(spdy_exec_backpressure)
+{
+    int before = threads();
+    struct sclient s;
+    s_open(&s, "/exec/default/p1/c?command=yes&output=1", "v4.channel.k8s.io");
+    ck_assert_ptr_nonnull(strstr(s.cli.head, "101 Switching Protocols"));
+    s_stream(&s, 1, "error", NULL);
+    s_stream(&s, 3, "stdout", NULL);
+    size_t at = 0;
+    s_read_yes(&s, 3, &at, 1u << 20);
+
+    /* Not reading: sockets, gRPC windows and the bridge queue fill, then
+     * the provider waits. Most of what is held sits in kernel socket
+     * buffers (tcp_rmem), which VmRSS does not count; what the core holds
+     * must not grow. The machine may be busy: allow a few ticks. */
+    long cpu = cpu_ticks(fx.mock), busy = -1;
+    for (long end = now_ms() + 20000; now_ms() < end && (busy < 0 || busy > 2);) {
+        usleep(500000);
+        long now = cpu_ticks(fx.mock);
+        busy = now - cpu;
+        cpu = now;
+    }
+    ck_assert_msg(busy >= 0 && busy <= 2, "the provider still ran %ld ticks in 0.5 s", busy);
+    long rss = proc_status(0, "VmRSS");
+    long mock_threads = proc_status(fx.mock, "Threads");
+    usleep(3000000);
+    busy = cpu_ticks(fx.mock) - cpu;
+    long grew = proc_status(0, "VmRSS") - rss;
+    ck_assert_msg(busy <= 10, "the provider ran %ld ticks in 3 s while the client did not read",
+                  busy);
+    ck_assert_msg(grew < 4096, "the core grew by %ld KiB in 3 s while the client did not read",
+                  grew);
+
+    /* Reading again: what was held comes intact, and the provider runs
+     * again (production resumed, not just buffers drained). */
+    cpu = cpu_ticks(fx.mock);
+    for (long end = now_ms() + 20000; now_ms() < end && cpu_ticks(fx.mock) - cpu < 5;)
+        s_read_yes(&s, 3, &at, 256u << 10);
+    ck_assert_msg(cpu_ticks(fx.mock) - cpu >= 5, "yes did not resume after %zu bytes", at);
+
+    /* Hanging up cancels the call: the bridge's threads here and the
+     * call's reader thread in the mock end. */
+    s_close(&s);
+    long end = now_ms() + 10000;
+    while ((threads() > before + 1 || proc_status(fx.mock, "Threads") >= mock_threads) &&
+           now_ms() < end)
+        usleep(20000);
+    ck_assert_int_le(threads(), before + 1);
+    ck_assert_int_lt(proc_status(fx.mock, "Threads"), mock_threads);
+}
+END_TEST
+
 /* Last: it takes the provider down. */
 START_TEST(provider_dies_mid_exec)
 {
@@ -761,6 +890,7 @@ static Suite *suite(void)
     tcase_add_test(t, websocket_port_forward);
     tcase_add_test(t, spdy_exec_arguments);
     tcase_add_test(t, run_command);
+    tcase_add_test(t, spdy_exec_backpressure);
     tcase_add_test(t, provider_dies_mid_exec);
     suite_add_tcase(s, t);
     return s;
