@@ -4,13 +4,15 @@
  *
  *   vkc-bench churn --kubeconfig ADMIN --node NODE --ns NS --pods N
  *                   [--prefix P] [--window W] [--timeout S] [--csv FILE]
- *                   [--rss-pid PID] [--keep] [--delete-only]
+ *                   [--rss-pid PID] [--settle S] [--keep] [--delete-only]
  *                   [--annotations '"k":"v",...']
  *
  * Creates go out as fast as the API server takes them (W in flight; 429
  * and 5xx are retried). A list+watch of NS (fieldSelector spec.nodeName)
  * stamps each pod's first Running and its DELETED event. --keep stops
  * after all are Running; --delete-only deletes the pods P-* already there.
+ * --settle waits S seconds once all are Running and reads --rss-pid's
+ * memory again before deleting: the figure at rest, after the burst.
  * A timeline (t, created, running, gone, rss_kb) is sampled every 250 ms
  * into --csv. The summary is key=value lines on stdout.
  */
@@ -45,7 +47,9 @@ typedef struct churn {
     bool synced, deleting, done, timed_out;
     double t0, t_created, t_running, t_del0, t_deleted, t_gone;
     long rss_running, anon_running, rss_max;
-    ev_timer sampler, deadline, retry_timer;
+    long rss_settled, anon_settled;
+    double settle_s;
+    ev_timer sampler, deadline, retry_timer, settle;
     bool retry_due;     /* the pause after a refusal is over */
 } churn;
 
@@ -62,6 +66,24 @@ static void finish(churn *ch)
     ev_break(ch->loop, EVBREAK_ALL);
 }
 
+static void start_deleting(churn *ch)
+{
+    ch->deleting = true;
+    ch->t_del0 = bench_now();
+    pump(ch);
+}
+
+static void settle_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    churn *ch = w->data;
+    ch->rss_settled = bench_rss_kb(ch->rss_pid, "VmRSS");
+    ch->anon_settled = bench_rss_kb(ch->rss_pid, "RssAnon");
+    bench_log("%.0f s later: VmRSS %ld kB", ch->settle_s, ch->rss_settled);
+    start_deleting(ch);
+}
+
 static void check_progress(churn *ch)
 {
     double now = bench_now();
@@ -76,9 +98,12 @@ static void check_progress(churn *ch)
             finish(ch);
             return;
         }
-        ch->deleting = true;
-        ch->t_del0 = now;
-        pump(ch);
+        if (ch->settle_s > 0) {
+            ev_timer_set(&ch->settle, ch->settle_s, 0);
+            ev_timer_start(ch->loop, &ch->settle);
+            return;
+        }
+        start_deleting(ch);
     }
     if (ch->deleting && ch->n_gone == ch->n && ch->t_gone == 0) {
         ch->t_gone = now - ch->t_del0;
@@ -272,7 +297,8 @@ static void deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)
 int cmd_churn(int argc, char **argv)
 {
     churn ch = {.ns = "bench", .prefix = "churn", .n = 10000, .window = 200, .rss_max = -1,
-                .rss_running = -1, .anon_running = -1};
+                .rss_running = -1, .anon_running = -1, .rss_settled = -1,
+                .anon_settled = -1};
     const char *kubeconfig = NULL, *csv = NULL;
     double timeout = 600;
     static const struct option opts[] = {
@@ -282,6 +308,7 @@ int cmd_churn(int argc, char **argv)
         {"timeout", required_argument, NULL, 't'},    {"csv", required_argument, NULL, 'c'},
         {"rss-pid", required_argument, NULL, 'r'},    {"keep", no_argument, NULL, 'K'},
         {"delete-only", no_argument, NULL, 'D'},      {"annotations", required_argument, NULL, 'a'},
+        {"settle", required_argument, NULL, 's'},
         {0, 0, 0, 0},
     };
     int o;
@@ -299,6 +326,7 @@ int cmd_churn(int argc, char **argv)
         case 'K': ch.keep = true; break;
         case 'D': ch.delete_only = true; break;
         case 'a': ch.annotations = optarg; break;
+        case 's': ch.settle_s = atof(optarg); break;
         default: return 2;
         }
     }
@@ -341,6 +369,8 @@ int cmd_churn(int argc, char **argv)
 
     ev_init(&ch.retry_timer, retry_cb);
     ch.retry_timer.data = &ch;
+    ev_init(&ch.settle, settle_cb);
+    ch.settle.data = &ch;
     ev_timer_init(&ch.sampler, sample_cb, 0, 0.25);
     ch.sampler.data = &ch;
     ev_timer_init(&ch.deadline, deadline_cb, timeout, 0);
@@ -373,11 +403,13 @@ int cmd_churn(int argc, char **argv)
     printf("gone=%ld\nt_gone_s=%.3f\n", ch.n_gone, ch.t_gone);
     printf("rss_running_kb=%ld\nanon_running_kb=%ld\nrss_max_kb=%ld\n", ch.rss_running,
            ch.anon_running, ch.rss_max);
+    printf("rss_settled_kb=%ld\nanon_settled_kb=%ld\n", ch.rss_settled, ch.anon_settled);
     if (ch.rss_pid > 0)
         printf("hwm_kb=%ld\n", bench_rss_kb(ch.rss_pid, "VmHWM"));
 
     ev_timer_stop(ch.loop, &ch.sampler);
     ev_timer_stop(ch.loop, &ch.deadline);
+    ev_timer_stop(ch.loop, &ch.settle);
     ev_timer_stop(ch.loop, &ch.retry_timer);
     kube_reflector_free(ch.refl);
     kube_client_free(ch.kc);
