@@ -225,8 +225,8 @@ static void reply_provider_error(kubelet_api *api, http_request *req, enum route
 
 /* ---- routing ------------------------------------------------------------------ */
 
-/* Split path into segments; a trailing slash is allowed, empty segments
- * inside are not (they match nothing). */
+/* Split path into segments; a trailing slash is allowed. An empty segment
+ * inside stays: where a name is expected, names_ok refuses it (400). */
 static void split(call *c)
 {
     char *p = c->path + 1;

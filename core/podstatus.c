@@ -39,6 +39,8 @@
 #define FLOOD_CHANGES_PER_S 10
 #define FLOOD_INTERVAL_S 1.0
 #define FLOOD_WARN_EVERY_S 60.0
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 typedef struct slot {
     struct slot *next;
@@ -695,8 +697,9 @@ podstatus *podstatus_new(const podstatus_config *cfg)
         ps->writes = metrics_counter(cfg->metrics, "status_writes_total",
                                      "Pod status writes to the API server, by result.", "result");
         ps->floods = metrics_counter(cfg->metrics, "status_floods_total",
-                                     "Times a pod's status changed more than 10 times in a "
-                                     "second; its writes are then paced to one a second.",
+                                     "Times a pod's status changed more than "
+                                     STR(FLOOD_CHANGES_PER_S) " times in a second; its writes "
+                                     "are then paced to one per " STR(FLOOD_INTERVAL_S) " s.",
                                      NULL);
     }
     return ps;

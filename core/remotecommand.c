@@ -285,12 +285,14 @@ static void bad_resize(rc_session *rc, const char *why);
 
 /* One resize object: {"Width":W,"Height":H}, both unsigned 16-bit
  * integers as in Go's TerminalSize; field names match case-insensitively
- * as encoding/json has it. */
+ * and a missing one is 0, as encoding/json has it. Anything else ends the
+ * session (see bad_resize): stricter than the kubelet, which stops reading
+ * resizes and lets a session it can no longer size run on. */
 static void resize_object(rc_session *rc)
 {
     char err[128];
     yajl_val v = vk_json_parse(rc->resize, rc->resize_len, err, sizeof err);
-    long long size[2] = {-1, -1}; /* Width, Height */
+    long long size[2] = {0, 0}; /* Width, Height */
     bool ok = v && YAJL_IS_OBJECT(v);
     for (size_t i = 0; ok && i < v->u.object.len; i++) {
         int which = strcasecmp(v->u.object.keys[i], "width") == 0    ? 0
@@ -304,7 +306,6 @@ static void resize_object(rc_session *rc)
         else
             size[which] = YAJL_GET_INTEGER(n);
     }
-    ok = ok && size[0] >= 0 && size[1] >= 0;
     bool parsed = v != NULL;
     yajl_tree_free(v);
     if (ok)
@@ -742,7 +743,7 @@ void rc_finish(rc_session *rc, int exit_code, const char *error)
     vk_buf_free(&doc);
 }
 
-/* The shape of apierrors.NewBadRequest, as the kubelet would send it. */
+/* The shape of apierrors.NewBadRequest. */
 static int bad_request_json(vk_buf *out, const char *message)
 {
     vk_json_writer w;

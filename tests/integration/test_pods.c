@@ -616,14 +616,27 @@ START_TEST(test_run_and_graceful_delete)
 }
 END_TEST
 
-START_TEST(test_env_resolution)
+/* The tests' own Service, made once, and time for the core's service watch
+ * to bring it into its cache before a pod is resolved: like the kubelet,
+ * the core resolves a container's environment once. A watch event takes
+ * milliseconds; 3 s leave room for a loaded machine. */
+static void ensure_env_svc(void)
 {
-    /* The test's own Service, first, and a second for the core's service
-     * watch to bring it into its cache before the pods below are resolved:
-     * like the kubelet, the core resolves a container's environment once. */
+    char path[256];
+    long st;
+    snprintf(path, sizeof path, "/api/v1/namespaces/%s/services/env-svc", ns);
+    yajl_val svc = get_json(path, &st);
+    yajl_tree_free(svc);
+    if (st == 200)
+        return;
     create_object("services", "{\"metadata\":{\"name\":\"env-svc\"},"
                   "\"spec\":{\"ports\":[{\"name\":\"http\",\"port\":8080}]}}");
-    run_ms(1000);
+    run_ms(3000);
+}
+
+START_TEST(test_env_resolution)
+{
+    ensure_env_svc();
     create_object("configmaps", "{\"metadata\":{\"name\":\"cm1\"},"
                   "\"data\":{\"k1\":\"v1\",\"a\":\"x\",\"b\":\"y\"}}");
     create_object("secrets", "{\"metadata\":{\"name\":\"s1\"},"
@@ -697,6 +710,7 @@ START_TEST(test_service_links)
 {
     char path[256], want[96];
     long st;
+    ensure_env_svc();
     snprintf(path, sizeof path, "/api/v1/namespaces/%s/services/env-svc", ns);
     yajl_val svc = get_json(path, &st);
     const char *ip = str_at(svc, "spec", "clusterIP", NULL);
