@@ -40,6 +40,12 @@
 #define DEFAULT_QPS 5.0
 #define DEFAULT_BURST 10
 #define DEFAULT_QUEUE_MAX 1000
+/* Requests (not streams) in flight at once. Without a cap a burst (10,000
+ * status writes in a churn) goes out at once, the API server's
+ * max-in-flight limit (200 mutating by default) answers thousands of 429s,
+ * and each refused request comes back only after its back-off; waiting
+ * here costs nothing instead. */
+#define DEFAULT_MAX_IN_FLIGHT 100
 #define DEFAULT_TIMEOUT_MS 30000L
 #define DEFAULT_CONNECT_TIMEOUT_MS 10000L
 #define DEFAULT_MAX_BODY ((size_t)64 << 20)
@@ -132,6 +138,8 @@ struct kube_client {
     struct metric *requests;  /* opts.requests */
     char *name;
     unsigned queue_max;
+    unsigned max_in_flight;
+    unsigned busy;            /* requests (not streams) past the queue, not done */
     long timeout_ms;
     long connect_timeout_ms;
     size_t max_body;
@@ -872,11 +880,24 @@ static void hold_for_retry_after(struct kube_client *c, struct req *r)
     vk_debug("kube API server asked to wait", "path=%s retry_after_s=%ld", r->path, (long)secs);
 }
 
+/* r, launched, is done (or dropped): a place in flight is free again. */
+static void landed(struct kube_client *c, struct req *r)
+{
+    c->stats.in_flight--;
+    if (r->on_data)
+        return;
+    if (c->busy-- == c->max_in_flight && c->queue.head) {
+        ev_timer_stop(c->loop, &c->queue_timer);
+        ev_timer_set(&c->queue_timer, 0., 0.);
+        ev_timer_start(c->loop, &c->queue_timer);
+    }
+}
+
 static void finish(struct kube_client *c, struct req *r, CURLcode res)
 {
     list_remove(&c->running, r);
     curl_multi_remove_handle(c->multi, r->easy);
-    c->stats.in_flight--;
+    landed(c, r);
     if (r->cancelled) {
         c->n_cancelled--;
         free_req(r);
@@ -925,7 +946,7 @@ static void reap_cancelled(struct kube_client *c)
         if (r->cancelled) {
             list_remove(&c->running, r);
             curl_multi_remove_handle(c->multi, r->easy);
-            c->stats.in_flight--;
+            landed(c, r);
             c->n_cancelled--;
             free_req(r);
         }
@@ -939,7 +960,7 @@ static void start_ready(struct kube_client *c)
     while (!c->in_curl && (r = c->ready.head)) {
         list_remove(&c->ready, r);
         if (start_req(c, r) < 0) {
-            c->stats.in_flight--;
+            landed(c, r);
             fail_req(c, r, r->fail);
         }
     }
@@ -976,6 +997,8 @@ static void launch(struct kube_client *c, struct req *r)
     r->state = REQ_READY;
     list_push(&c->ready, r);
     c->stats.in_flight++;
+    if (!r->on_data)
+        c->busy++;
     if (!c->in_curl && !ev_is_active(&c->kick)) {
         ev_timer_set(&c->kick, 0., 0.);
         ev_timer_start(c->loop, &c->kick);
@@ -1005,6 +1028,10 @@ static void pump_queue(struct kube_client *c)
     }
     double wait = c->hold_until - now;
     while (wait <= 0 && (r = c->queue.head)) {
+        if (c->busy >= c->max_in_flight) {
+            wait = 1e9; /* landed() pumps again; only deadlines until then */
+            break;
+        }
         wait = tokenbucket_take(&c->bucket, now);
         if (wait > 0)
             break;
@@ -1084,7 +1111,7 @@ int64_t kube_request(struct kube_client *c, const char *method, const char *path
         }
     }
     r->id = ++c->next_id;
-    if (!c->queue.head && c->hold_until <= ev_now(c->loop) &&
+    if (!c->queue.head && c->hold_until <= ev_now(c->loop) && c->busy < c->max_in_flight &&
         tokenbucket_take(&c->bucket, ev_now(c->loop)) == 0) {
         launch(c, r);
     } else if (c->queue.len >= c->queue_max) {
@@ -1145,7 +1172,7 @@ int kube_request_cancel(struct kube_client *c, int64_t id)
     if (r->state == REQ_QUEUED)
         c->stats.queued--;
     else
-        c->stats.in_flight--;
+        landed(c, r);
     if (r->state == REQ_RUNNING)
         curl_multi_remove_handle(c->multi, r->easy);
     free_req(r);
@@ -1256,6 +1283,7 @@ struct kube_client *kube_client_new(struct ev_loop *loop, const kube_config *cfg
     tokenbucket_init(&c->bucket, opts->qps == 0 ? DEFAULT_QPS : opts->qps,
                      opts->burst ? opts->burst : DEFAULT_BURST, ev_now(loop));
     c->queue_max = opts->queue_max ? opts->queue_max : DEFAULT_QUEUE_MAX;
+    c->max_in_flight = opts->max_in_flight ? opts->max_in_flight : DEFAULT_MAX_IN_FLIGHT;
     c->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : DEFAULT_TIMEOUT_MS;
     c->connect_timeout_ms = opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms
                                                          : DEFAULT_CONNECT_TIMEOUT_MS;
@@ -1331,13 +1359,13 @@ void kube_client_free(struct kube_client *c)
     }
     while ((r = c->ready.head)) {
         list_remove(&c->ready, r);
-        c->stats.in_flight--;
+        landed(c, r);
         complete(c, r, 0, "cancelled");
     }
     while ((r = c->running.head)) {
         list_remove(&c->running, r);
         curl_multi_remove_handle(c->multi, r->easy);
-        c->stats.in_flight--;
+        landed(c, r);
         if (r->cancelled)
             free_req(r);
         else

@@ -8,8 +8,9 @@
  * Everything happens on the loop's thread; nothing here is thread-safe.
  *
  * Requests other than streams pass a client-side token bucket (client-go's
- * QPS/burst). Those that find it empty wait in a bounded FIFO; a full FIFO
- * refuses new ones. Every request has a deadline that covers its time in
+ * QPS/burst) and a cap on how many are out at once (max_in_flight). Those
+ * that find either exhausted wait in a bounded FIFO; a full FIFO refuses
+ * new ones. Every request has a deadline that covers its time in
  * the FIFO and on the wire.
  *
  * Callbacks: `done` runs exactly once per accepted request, from the loop,
@@ -46,6 +47,7 @@ struct kube_client_opts {
     double qps;               /* tokens per second; 0: 5, < 0: unlimited */
     unsigned burst;           /* bucket size; 0: 10 */
     unsigned queue_max;       /* requests waiting for a token; 0: 1000 */
+    unsigned max_in_flight;   /* requests (not streams) out at once; 0: 100 */
     long timeout_ms;          /* default request deadline; 0: 30000 */
     long connect_timeout_ms;  /* TCP + TLS handshake; 0: 10000 */
     size_t max_body;          /* largest response accepted; 0: 64 MiB */

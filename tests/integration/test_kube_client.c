@@ -714,6 +714,39 @@ START_TEST(rate_limit_spaces_requests)
 }
 END_TEST
 
+/* Completions of in_flight_cap: how many were out when each landed. */
+static struct kube_client *cap_client;
+static unsigned cap_done, cap_ok, cap_most;
+
+static void on_capped(const struct kube_response *resp, void *ud)
+{
+    (void)ud;
+    unsigned out = kube_client_stats(cap_client)->in_flight;
+    cap_most = out > cap_most ? out : cap_most;
+    cap_ok += resp->status == 200;
+    cap_done++;
+}
+
+START_TEST(in_flight_cap)
+{
+    /* No rate limit: only the cap holds the burst back, and every request
+     * still completes, in order of submission. */
+    cap_client = client(&admin_cfg, &(struct kube_client_opts){.qps = -1, .max_in_flight = 3});
+    cap_done = cap_ok = cap_most = 0;
+    for (int i = 0; i < 40; i++)
+        ck_assert(kube_request(cap_client, "GET", "/version", NULL, NULL, 0, 0, on_capped, NULL) >
+                  0);
+    const struct kube_client_stats *st = kube_client_stats(cap_client);
+    ck_assert_uint_eq(st->in_flight, 3);
+    ck_assert_uint_eq(st->queued, 37);
+    AWAIT(cap_done == 40, 30);
+    ck_assert_uint_eq(cap_ok, 40);
+    ck_assert_msg(cap_most <= 3, "%u requests were out at once", cap_most);
+    ck_assert_uint_eq(st->queued, 0);
+    kube_client_free(cap_client);
+}
+END_TEST
+
 START_TEST(rate_limit_queue_bound_and_free)
 {
     struct kube_client_opts o = {.qps = 0.5, .burst = 1, .queue_max = 3};
@@ -1432,6 +1465,7 @@ static Suite *suite(void)
     tcase_add_test(tc, reflector_relists_on_gone);
     tcase_add_test(tc, gone_as_event_and_status);
     tcase_add_test(tc, rate_limit_spaces_requests);
+    tcase_add_test(tc, in_flight_cap);
     tcase_add_test(tc, rate_limit_queue_bound_and_free);
     tcase_add_test(tc, queue_deadline);
     tcase_add_test(tc, timeout_cancel_and_free);
