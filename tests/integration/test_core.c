@@ -33,6 +33,7 @@
 #include "../../core/metrics.h"
 #include "../../core/provider_client.h"
 #include "../../core/refs.h"
+#include "../log_capture.h"
 #include "buf.h"
 #include "provider.pb-c.h"
 #include "rpc.h"
@@ -584,23 +585,7 @@ END_TEST
 /* Bad input through the core's provider client: each failure comes back
  * with a status that says what was wrong, promptly, and the client itself
  * logs nothing at the default level, since its callers log the status
- * (a second line would say it twice). Its log goes to fd 2, pointed at a
- * file meanwhile. */
-static int lines_with(const char *log, const char *a, const char *b)
-{
-    int n = 0;
-    for (const char *line = log; *line != '\0';) {
-        const char *end = strchr(line, '\n');
-        size_t len = end ? (size_t)(end - line) : strlen(line);
-        char *l = strndup(line, len);
-        if (strstr(l, a) != NULL && strstr(l, b) != NULL)
-            n++;
-        free(l);
-        line += len + (end != NULL);
-    }
-    return n;
-}
-
+ * (a second line would say it twice). */
 START_TEST(test_client_bad_input)
 {
     proc mock;
@@ -616,13 +601,8 @@ START_TEST(test_client_bad_input)
     ck_assert_int_eq(pc_handshake(pc, "test-node", "", 5000, &info, &st), VK_OK);
     pc_info_clear(&info);
 
-    char log_path[128];
-    snprintf(log_path, sizeof log_path, "%s/log", tmp);
-    int log_fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    ck_assert_int_ge(log_fd, 0);
-    int saved = dup(STDERR_FILENO);
-    dup2(log_fd, STDERR_FILENO);
-    close(log_fd);
+    log_capture cap;
+    log_capture_start(&cap);
 
     size_t big = VK_RPC_MAX_MESSAGE + 1;
     char *json = malloc(big);
@@ -648,22 +628,11 @@ START_TEST(test_client_bad_input)
     ck_assert_int_lt(now_ms() - t0, 3000);
     pc_stream_free(s);
 
-    dup2(saved, STDERR_FILENO);
-    close(saved);
-    vk_buf log = VK_BUF_INIT;
-    FILE *f = fopen(log_path, "r");
-    ck_assert_ptr_nonnull(f);
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        vk_buf_append(&log, chunk, n);
-    fclose(f);
-    vk_buf_puts(&log, "");
-    ck_assert_int_eq(lines_with(log.data, "CreatePod", ""), 0);
-    ck_assert_int_eq(lines_with(log.data, "GetPodStatus", ""), 0);
-    ck_assert_int_eq(lines_with(log.data, "WatchPodStatus", ""), 0);
-
-    vk_buf_free(&log);
+    char *log = log_capture_end(&cap);
+    ck_assert_int_eq(lines_with(log, "CreatePod", ""), 0);
+    ck_assert_int_eq(lines_with(log, "GetPodStatus", ""), 0);
+    ck_assert_int_eq(lines_with(log, "WatchPodStatus", ""), 0);
+    free(log);
     pc_unref(pc);
     vk_status_clear(&st);
     metrics_free(reg);

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../log_capture.h"
 #include "provider_internal.h"
 #include "log.h"
 
@@ -510,56 +511,6 @@ END_TEST
 
 /* ---- what bad input logs ------------------------------------------------ */
 
-/* The SDK logs to fd 2: point it at a file for the length of a case. */
-struct capture {
-    int saved;
-    char path[64];
-};
-
-static void capture_start(struct capture *c)
-{
-    snprintf(c->path, sizeof c->path, "/tmp/vkc-test-log.XXXXXX");
-    int fd = mkstemp(c->path);
-    ck_assert_int_ge(fd, 0);
-    c->saved = dup(STDERR_FILENO);
-    ck_assert_int_ge(c->saved, 0);
-    ck_assert_int_ge(dup2(fd, STDERR_FILENO), 0);
-    close(fd);
-}
-
-/* Stop capturing; what was logged (free it). */
-static char *capture_end(struct capture *c)
-{
-    dup2(c->saved, STDERR_FILENO);
-    close(c->saved);
-    vk_buf b = VK_BUF_INIT;
-    FILE *f = fopen(c->path, "r");
-    ck_assert_ptr_nonnull(f);
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        vk_buf_append(&b, chunk, n);
-    fclose(f);
-    unlink(c->path);
-    vk_buf_puts(&b, "");
-    return b.data;
-}
-
-/* Lines of log holding both a and b. */
-static int lines_with(const char *log, const char *a, const char *b)
-{
-    int n = 0;
-    for (const char *line = log; *line != '\0';) {
-        const char *end = strchr(line, '\n');
-        size_t len = end ? (size_t)(end - line) : strlen(line);
-        char *l = strndup(line, len);
-        if (strstr(l, a) != NULL && strstr(l, b) != NULL)
-            n++;
-        free(l);
-        line += len + (end != NULL);
-    }
-    return n;
-}
 
 /* A HandshakeRequest has a varint as field 1 where CreatePodRequest and
  * ExecInput have bytes and a message: it does not decode as either. */
@@ -572,9 +523,9 @@ static void send_junk(vk_call *c)
 
 START_TEST(bad_input_is_logged_once)
 {
-    struct capture cap;
+    log_capture cap;
     vk_status st = {0, NULL};
-    capture_start(&cap);
+    log_capture_start(&cap);
 
     /* A request that is no CreatePodRequest: one line naming the type. */
     vk_call *c = stream("CreatePod");
@@ -619,7 +570,7 @@ START_TEST(bad_input_is_logged_once)
     vk_status_clear(&st);
     EVENTUALLY(exec_returned, 5000);
 
-    char *log = capture_end(&cap);
+    char *log = log_capture_end(&cap);
     ck_assert_int_eq(lines_with(log, "malformed request", "method=" P "CreatePod "), 1);
     ck_assert_int_eq(lines_with(log, "message=vkc.provider.v1.CreatePodRequest", "bytes="), 1);
     ck_assert_int_eq(lines_with(log, "method=CreatePod ", "rpc failed"), 1);

@@ -19,6 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../log_capture.h"
+
 #include <grpc/byte_buffer.h>
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
@@ -1087,52 +1089,7 @@ START_TEST(malformed_response)
 }
 END_TEST
 
-/* ---- what bad input logs --------------------------------------------------- */
-
-/* The glue logs to fd 2: point it at a file for the length of a case. */
-static int capture_saved = -1;
-static char capture_path[64];
-
-static void capture_start(void)
-{
-    snprintf(capture_path, sizeof(capture_path), "/tmp/vkc-test-log.XXXXXX");
-    int fd = mkstemp(capture_path);
-    ck_assert_int_ge(fd, 0);
-    capture_saved = dup(STDERR_FILENO);
-    ck_assert_int_ge(dup2(fd, STDERR_FILENO), 0);
-    close(fd);
-}
-
-/* Stop capturing; what was logged, in a static buffer. */
-static const char *capture_end(void)
-{
-    static char log[1 << 16];
-    dup2(capture_saved, STDERR_FILENO);
-    close(capture_saved);
-    FILE *f = fopen(capture_path, "r");
-    ck_assert_ptr_nonnull(f);
-    size_t n = fread(log, 1, sizeof(log) - 1, f);
-    log[n] = '\0';
-    fclose(f);
-    unlink(capture_path);
-    return log;
-}
-
-/* Lines of log holding both a and b. */
-static int lines_with(const char *log, const char *a, const char *b)
-{
-    int n = 0;
-    for (const char *line = log; *line != '\0';) {
-        const char *end = strchr(line, '\n');
-        size_t len = end ? (size_t)(end - line) : strlen(line);
-        char *l = strndup(line, len);
-        if (strstr(l, a) != NULL && strstr(l, b) != NULL)
-            n++;
-        free(l);
-        line += len + (end != NULL);
-    }
-    return n;
-}
+/* ---- what bad input logs (tests/log_capture.h) ----------------------------- */
 
 START_TEST(bad_input_logged_once)
 {
@@ -1143,7 +1100,8 @@ START_TEST(bad_input_logged_once)
     vk_channel *c = vk_channel_open(small_addr, 0);
     vk_status st = {0, NULL};
     char details[256];
-    capture_start();
+    log_capture cap;
+    log_capture_start(&cap);
 
     /* Garbage for a request: one line naming method, type and size. */
     ck_assert_int_eq(raw_unary(addr, M_UNARY, "\xff\xff\xff\xff\xff", 5,
@@ -1160,12 +1118,13 @@ START_TEST(bad_input_logged_once)
     ck_assert_ptr_nonnull(strstr(st.message, "4096"));
     ck_assert(probe_wait(&P.handler_done, 2, 3000));
 
-    const char *log = capture_end();
+    char *log = log_capture_end(&cap);
     ck_assert_int_eq(lines_with(log, "msg=\"malformed request\"",
                                 "method=" M_UNARY " message=vkc.test.EchoRequest bytes=5"), 1);
     ck_assert_int_eq(lines_with(log, "msg=\"reply over the size limit\"",
                                 "limit=4096"), 1);
     ck_assert_int_eq(lines_with(log, "level=warn", ""), 2);
+    free(log);
 
     vk_channel_close(c);
     vk_server_stop(small, 1000);
@@ -1179,15 +1138,17 @@ END_TEST
 START_TEST(bad_input_log_is_rate_limited)
 {
     char details[256];
-    capture_start();
+    log_capture cap;
+    log_capture_start(&cap);
     long t0 = now_ms();
     for (int i = 0; i < 30; i++)
         ck_assert_int_eq(raw_unary(addr, M_UNARY, "\xff\xff", 2, details,
                                    sizeof(details)),
                          GRPC_STATUS_INVALID_ARGUMENT);
     long took_s = (now_ms() - t0) / 1000;
-    const char *log = capture_end();
+    char *log = log_capture_end(&cap);
     int n = lines_with(log, "msg=\"malformed request\"", "");
+    free(log);
     ck_assert_int_ge(n, 10);
     ck_assert_int_le(n, 10 + took_s + 1);
 }
