@@ -111,7 +111,7 @@ void *vk_ctx_userdata(vk_ctx *ctx) { return ctx->p->ud; }
 /* Codes that are part of normal operation: the core expects them. NOT_FOUND
  * in particular is how GetPodStatus answers for a pod being created or
  * deleted, many times a minute, so it is logged at debug only; its message
- * (see pod_code) is what tells the core which pod. */
+ * (see provider_pod_code) is what tells the core which pod. */
 static bool routine_failure(int code)
 {
     return code == VK_CANCELLED || code == VK_NOT_FOUND ||
@@ -190,9 +190,7 @@ void *provider_recv(vk_ctx *ctx, const ProtobufCMessageDescriptor *desc)
     return NULL;
 }
 
-/* A callback's code for the pod ns/name: a NOT_FOUND it gave no message
- * for says which pod, rather than the generic "GetPod failed". */
-static int pod_code(vk_ctx *ctx, int code, const char *ns, const char *name)
+int provider_pod_code(vk_ctx *ctx, int code, const char *ns, const char *name)
 {
     if (code == VK_NOT_FOUND && ctx->error == NULL)
         vk_ctx_error(ctx, code, "pod %s/%s not found", ns, name);
@@ -284,7 +282,7 @@ static int run_pod_callback(vk_ctx *ctx, int (*cb)(vk_ctx *, const vk_pod *),
                                err, sizeof err);
     if (pod == NULL)
         return provider_finish(ctx, vk_ctx_error(ctx, VK_INVALID_ARGUMENT, "%s", err));
-    int code = pod_code(ctx, cb(ctx, pod), pod->namespace ? pod->namespace : "",
+    int code = provider_pod_code(ctx, cb(ctx, pod), pod->namespace ? pod->namespace : "",
                         pod->name ? pod->name : "");
     if (uid != NULL)
         snprintf(uid, uid_len, "%s", pod->uid ? pod->uid : "");
@@ -351,7 +349,7 @@ static int same_incarnation(vk_ctx *ctx, const Vkc__Provider__V1__PodRef *ref,
     if (pod_json == NULL) {
         if (ctx->p->ops->get_pod == NULL)
             return VK_OK; /* nothing to compare with */
-        int code = pod_code(ctx, ctx->p->ops->get_pod(ctx, ref->namespace_, ref->name,
+        int code = provider_pod_code(ctx, ctx->p->ops->get_pod(ctx, ref->namespace_, ref->name,
                                                       &fetched),
                             ref->namespace_, ref->name);
         if (code != VK_OK) {
@@ -380,7 +378,7 @@ static void serve_get_pod(vk_ctx *ctx)
         return;
     if (provider_check_ref(ctx, req->pod) == 0) {
         vk_buf out = VK_BUF_INIT;
-        int code = pod_code(ctx, ctx->p->ops->get_pod(ctx, req->pod->namespace_,
+        int code = provider_pod_code(ctx, ctx->p->ops->get_pod(ctx, req->pod->namespace_,
                                                       req->pod->name, &out),
                             req->pod->namespace_, req->pod->name);
         if (code == VK_OK)
@@ -408,7 +406,7 @@ static void serve_get_pod_status(vk_ctx *ctx)
         vk_buf out = VK_BUF_INIT;
         int code = same_incarnation(ctx, req->pod, NULL);
         if (code == VK_OK)
-            code = pod_code(ctx, ctx->p->ops->get_pod_status(ctx, req->pod->namespace_,
+            code = provider_pod_code(ctx, ctx->p->ops->get_pod_status(ctx, req->pod->namespace_,
                                                              req->pod->name, &out),
                             req->pod->namespace_, req->pod->name);
         if (code == VK_OK) {

@@ -80,6 +80,9 @@ struct vk_provider {
 /* End the call with code and the context's message (a generic one when the
  * callback gave none), logging the failure. Returns code. */
 int provider_finish(vk_ctx *ctx, int code);
+/* A callback's code for the pod ns/name: a NOT_FOUND it gave no message
+ * for says which pod, rather than the generic "GetPod failed". */
+int provider_pod_code(vk_ctx *ctx, int code, const char *ns, const char *name);
 /* Send the unary reply. */
 void provider_reply(vk_ctx *ctx, const ProtobufCMessage *msg);
 /* Receive the request message; on failure the call is ended and NULL

@@ -329,13 +329,6 @@ int vk_stream_read(vk_stream *s, vk_input *in, int timeout_ms)
 
 /* A callback's code for the pod ref names: a NOT_FOUND it gave no message
  * for says which pod (as provider.c does for the unary RPCs). */
-static int pod_code(vk_ctx *ctx, int code, const Vkc__Provider__V1__PodRef *ref)
-{
-    if (code == VK_NOT_FOUND && ctx->error == NULL)
-        vk_ctx_error(ctx, code, "pod %s/%s not found", ref->namespace_, ref->name);
-    return code;
-}
-
 static int64_t opt_value(const Vkc__Provider__V1__Int64Value *v, int64_t absent)
 {
     return v != NULL ? v->value : absent;
@@ -366,7 +359,7 @@ void serve_container_logs(vk_ctx *ctx)
     int code = ctx->p->ops->get_container_logs(ctx, req->pod->namespace_, req->pod->name,
                                                req->container, &opt, &s);
     close_send(&s);
-    provider_finish(ctx, pod_code(ctx, code, req->pod));
+    provider_finish(ctx, provider_pod_code(ctx, code, req->pod->namespace_, req->pod->name));
     stream_destroy(&s);
 out:
     protobuf_c_message_free_unpacked(&req->base, NULL);
@@ -435,7 +428,8 @@ static void serve_exec_like(vk_ctx *ctx, exec_fn cb)
         goto out;
     }
     int exit_code = 0;
-    int code = pod_code(ctx, cb(ctx, &r, &s, &exit_code), st->pod);
+    int code = provider_pod_code(ctx, cb(ctx, &r, &s, &exit_code), st->pod->namespace_,
+                                 st->pod->name);
 
     Vkc__Provider__V1__ExecExit ex = VKC__PROVIDER__V1__EXEC_EXIT__INIT;
     ex.exit_code = exit_code;
@@ -475,9 +469,10 @@ void serve_port_forward(vk_ctx *ctx)
         stream_destroy(&s);
         goto out;
     }
-    int code = pod_code(ctx, ctx->p->ops->port_forward(ctx, st->pod->namespace_,
-                                                       st->pod->name, st->port, &s),
-                        st->pod);
+    int code = provider_pod_code(ctx,
+                                 ctx->p->ops->port_forward(ctx, st->pod->namespace_,
+                                                           st->pod->name, st->port, &s),
+                                 st->pod->namespace_, st->pod->name);
     end_bidi(&s, code, NULL);
 out:
     protobuf_c_message_free_unpacked(&first->base, NULL);
