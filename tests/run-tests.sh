@@ -28,6 +28,8 @@ run() { # name, timeout seconds, command...
     else
         echo "FAIL  ($((SECONDS - start))s, log: $log)"
         tail -n 40 "$log" | sed 's/^/    | /'
+        # A test's own verdict may sit above the logs it printed after it.
+        grep -m 5 '^FAIL' "$log" | sed 's/^/    > /'
         failed+=("$name")
     fi
 }

@@ -46,14 +46,17 @@ lib_wait_node_ready "$node" "$core" 120
 EOF
 "${K[@]}" wait --for=condition=Ready "pod/$pod" --timeout=60s >/dev/null || fail "pod not Ready"
 
-# logs, with options. The mock writes "TIME POD/CTR line K" every 200 ms.
-"${K[@]}" logs "$pod" --tail=2 | grep -q "$pod/app line" || fail "kubectl logs"
-[ "$("${K[@]}" logs "$pod" --tail=2 | wc -l)" -eq 2 ] || fail "kubectl logs --tail=2"
+# logs, with options. The mock writes "TIME POD/CTR line K" every 200 ms,
+# from the moment the pod runs: just after Ready there may be one line only.
 # --since and --since-time need a log longer than their window: 30 lines, 6 s.
 for _ in $(seq 1 50); do
     [ "$("${K[@]}" logs "$pod" | wc -l)" -ge 30 ] && break
     sleep 0.2
 done
+# Not "kubectl | grep -q": grep quits at its match, kubectl may then die of
+# SIGPIPE, and pipefail makes that a failure.
+grep -q "$pod/app line" <<<"$("${K[@]}" logs "$pod" --tail=2)" || fail "kubectl logs"
+[ "$("${K[@]}" logs "$pod" --tail=2 | wc -l)" -eq 2 ] || fail "kubectl logs --tail=2"
 all=$("${K[@]}" logs "$pod" | wc -l)
 recent=$("${K[@]}" logs "$pod" --since=1s | wc -l)
 # 1 s before the mock reads the request is 5 or 6 lines; 10 leaves room.
@@ -173,6 +176,6 @@ assert [[c["name"] for c in p["containers"]] for p in ours] == [["app"]], f"pod 
 busy(ours[0], sys.argv[3])
 busy(ours[0]["containers"][0], sys.argv[3] + "/app")
 PY
-"${K[@]}" get --raw "/api/v1/nodes/$node/proxy/metrics/resource" | grep -q "pod_cpu_usage_seconds_total" ||
+grep -q "pod_cpu_usage_seconds_total" <<<"$("${K[@]}" get --raw "/api/v1/nodes/$node/proxy/metrics/resource")" ||
     fail "metrics/resource lacks pod_cpu_usage_seconds_total"
 echo "kubectl logs, exec, attach, port-forward and stats, WebSocket exec and logs, through the API server: ok"

@@ -242,7 +242,7 @@ done
 tls -tls1_3 && grep -q 'New, TLSv1.3, Cipher is TLS_' "$dir/tls" || fail "TLS 1.3: $(cat "$dir/tls")"
 tls -tls1_2 && grep -q 'New, TLSv1.2, Cipher is ECDHE-' "$dir/tls" || fail "TLS 1.2: $(cat "$dir/tls")"
 # Suites that suit the serving key, so only the suite can be at fault.
-if openssl x509 -in "$VKC_NODE_KUBELET_CERT" -noout -text | grep -q 'id-ecPublicKey'; then
+if grep -q 'id-ecPublicKey' <<<"$(openssl x509 -in "$VKC_NODE_KUBELET_CERT" -noout -text)"; then
     kx=ECDSA
 else
     kx=RSA

@@ -270,7 +270,7 @@ kill9 "$PROV_PID"
 PROV_PID=
 # Three missed pings (2 s apart) and the core gives the provider up.
 for i in $(seq 60); do
-	tail -n +$((lines + 1)) "$WORK/core.log" | grep -q "provider hung" && break
+	grep -q "provider hung" <<<"$(tail -n +$((lines + 1)) "$WORK/core.log")" && break
 	((i == 60)) && fail "the core did not notice the provider is gone"
 	sleep 0.5
 done
@@ -361,7 +361,7 @@ log "(b) core killed and restarted: the $NPODS pods were adopted (no create, no 
 # -- pods still work end to end: delete one through the API ---------------------------------
 "${K[@]}" -n "$NS" delete pod side-1 --timeout=60s >/dev/null || fail "cannot delete side-1"
 for i in $(seq 40); do
-	provider_pods "$PSOCK" | grep -q "^$NS/side-1 " || break
+	grep -q "^$NS/side-1 " <<<"$(provider_pods "$PSOCK")" || break
 	((i == 40)) && fail "side-1 is still in the provider after its deletion"
 	sleep 0.25
 done

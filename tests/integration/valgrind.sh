@@ -54,7 +54,7 @@ wait_log 'msg="node ready"' 1 120
 EOF
 "${kubectl[@]}" wait --for=condition=Ready "pod/$node-pod" --timeout=120s >/dev/null ||
     fail "the pod did not become Ready"
-"${kubectl[@]}" logs "$node-pod" --limit-bytes=200 | grep -q "$node-pod/app" ||
+grep -q "$node-pod/app" <<<"$("${kubectl[@]}" logs "$node-pod" --limit-bytes=200)" ||
     fail "kubectl logs did not reach the mock through the kubelet API"
 
 pid=$(grep -o 'msg="provider ready" [^ ]* [^ ]* pid=[0-9]*' "$dir/core.log" | grep -o '[0-9]*$' | tail -1)
