@@ -136,6 +136,7 @@ struct kube_client {
     struct tokenbucket bucket;
     double hold_until;        /* a 429/503's Retry-After: nothing leaves the queue before */
     struct metric *requests;  /* opts.requests */
+    struct metric *waiting, *in_flight, *rejected; /* opts' gauges and counter */
     char *name;
     unsigned queue_max;
     unsigned max_in_flight;
@@ -880,6 +881,13 @@ static void hold_for_retry_after(struct kube_client *c, struct req *r)
     vk_debug("kube API server asked to wait", "path=%s retry_after_s=%ld", r->path, (long)secs);
 }
 
+/* The occupancy gauges, after every change of the FIFO or the wire. */
+static void publish(struct kube_client *c)
+{
+    metric_set(c->waiting, (const char *[]){c->name}, c->stats.queued);
+    metric_set(c->in_flight, (const char *[]){c->name}, c->busy);
+}
+
 /* r, launched, is done (or dropped): a place in flight is free again. */
 static void landed(struct kube_client *c, struct req *r)
 {
@@ -891,6 +899,7 @@ static void landed(struct kube_client *c, struct req *r)
         ev_timer_set(&c->queue_timer, 0., 0.);
         ev_timer_start(c->loop, &c->queue_timer);
     }
+    publish(c);
 }
 
 static void finish(struct kube_client *c, struct req *r, CURLcode res)
@@ -999,6 +1008,7 @@ static void launch(struct kube_client *c, struct req *r)
     c->stats.in_flight++;
     if (!r->on_data)
         c->busy++;
+    publish(c);
     if (!c->in_curl && !ev_is_active(&c->kick)) {
         ev_timer_set(&c->kick, 0., 0.);
         ev_timer_start(c->loop, &c->kick);
@@ -1040,6 +1050,7 @@ static void pump_queue(struct kube_client *c)
         launch(c, r);
     }
     ev_timer_stop(c->loop, &c->queue_timer);
+    publish(c);
     if (!c->queue.head)
         return;
     for (r = c->queue.head; r; r = r->next)
@@ -1116,12 +1127,14 @@ int64_t kube_request(struct kube_client *c, const char *method, const char *path
         launch(c, r);
     } else if (c->queue.len >= c->queue_max) {
         c->stats.rejected++;
+        metric_add(c->rejected, (const char *[]){c->name}, 1);
         free_req(r);
         return -1;
     } else {
         r->state = REQ_QUEUED;
         list_push(&c->queue, r);
         c->stats.queued++;
+        publish(c);
         /* The queue is pumped from the loop, never from here: callbacks do
          * not run inside kube_request. */
         if (!ev_is_active(&c->queue_timer) ||
@@ -1169,10 +1182,12 @@ int kube_request_cancel(struct kube_client *c, int64_t id)
         return 0;
     }
     list_remove(list_of(c, r), r);
-    if (r->state == REQ_QUEUED)
+    if (r->state == REQ_QUEUED) {
         c->stats.queued--;
-    else
+        publish(c);
+    } else {
         landed(c, r);
+    }
     if (r->state == REQ_RUNNING)
         curl_multi_remove_handle(c->multi, r->easy);
     free_req(r);
@@ -1289,6 +1304,9 @@ struct kube_client *kube_client_new(struct ev_loop *loop, const kube_config *cfg
                                                          : DEFAULT_CONNECT_TIMEOUT_MS;
     c->max_body = opts->max_body ? opts->max_body : DEFAULT_MAX_BODY;
     c->requests = opts->requests;
+    c->waiting = opts->waiting;
+    c->in_flight = opts->in_flight;
+    c->rejected = opts->rejected;
     c->insecure = cfg->insecure;
     c->ca_len = cfg->ca_pem_len;
 
@@ -1318,6 +1336,9 @@ struct kube_client *kube_client_new(struct ev_loop *loop, const kube_config *cfg
                        stat(c->key_file, &c->key_stat) < 0))
         memset(&c->cert_stat, 0, sizeof c->cert_stat);
     check_cert_dates(c);
+    metric_set(opts->limits, (const char *[]){c->name, "waiting"}, c->queue_max);
+    metric_set(opts->limits, (const char *[]){c->name, "in_flight"}, c->max_in_flight);
+    publish(c);
     c->multi = curl_multi_init();
     if (!c->multi) {
         snprintf(err, errlen, "curl_multi_init failed");

@@ -55,6 +55,11 @@ struct kube_client_opts {
      * client,verb,code; code 0: no response) with `name` as the client. */
     struct metric *requests;
     const char *name;
+    /* Optional, label client: the FIFO's and the wire's occupancy now
+     * (gauges), requests the full FIFO refused (counter), and the two
+     * bounds (gauge, labels client,bound: "waiting", "in_flight"), so an
+     * operator sees how close the client runs to its limits. */
+    struct metric *waiting, *in_flight, *rejected, *limits;
 };
 
 struct kube_response {

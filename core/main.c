@@ -164,9 +164,23 @@ static int start_clients(core *c, const flags *f)
     metric *requests = metrics_counter(c->metrics, "kube_api_requests_total",
         "Finished Kubernetes API requests by client (main: rate limited; heartbeat: node "
         "status and Lease), verb and HTTP code (0: no response).", "client,verb,code");
+    metric *waiting = metrics_gauge(c->metrics, "kube_api_requests_waiting",
+        "Kubernetes API requests waiting in the client's FIFO (rate limit or in-flight cap).",
+        "client");
+    metric *in_flight = metrics_gauge(c->metrics, "kube_api_requests_in_flight",
+        "Kubernetes API requests (not watches) sent and not answered yet.", "client");
+    metric *rejected = metrics_counter(c->metrics, "kube_api_requests_rejected_total",
+        "Kubernetes API requests refused at once because the client's FIFO was full.", "client");
+    metric *limits = metrics_gauge(c->metrics, "kube_api_request_limit",
+        "The bounds of kube_api_requests_waiting and kube_api_requests_in_flight.",
+        "client,bound");
     struct kube_client_opts opts = {.qps = f->kube_api_qps, .burst = (unsigned)f->kube_api_burst,
-                                    .requests = requests, .name = "main"};
-    struct kube_client_opts beat = {.qps = -1, .requests = requests, .name = "heartbeat"};
+                                    .requests = requests, .name = "main", .waiting = waiting,
+                                    .in_flight = in_flight, .rejected = rejected, .limits = limits};
+    struct kube_client_opts beat = opts;
+    beat.qps = -1;
+    beat.burst = 0;
+    beat.name = "heartbeat";
     c->kube = kube_client_new(c->loop, &c->kcfg, &opts, err, sizeof err);
     if (c->kube)
         c->heartbeat = kube_client_new(c->loop, &c->kcfg, &beat, err, sizeof err);
