@@ -8,6 +8,11 @@
  * write until the cache catches up. Both documents are kept packed, with
  * what the decision reads beside them; trees are built only to merge and
  * write.
+ *
+ * At most max_writes slots have a request out; the others that want to
+ * write wait in a FIFO of slots (one place per pod, so bounded by the
+ * pods) and build their write when their turn comes, from the newest
+ * status. The API client's own FIFO thus never fills with status writes.
  */
 #include "podstatus.h"
 
@@ -39,6 +44,12 @@
 #define FLOOD_CHANGES_PER_S 10
 #define FLOOD_INTERVAL_S 1.0
 #define FLOOD_WARN_EVERY_S 60.0
+/* Requests (PUT, or GET after a conflict) out at once by default. More
+ * would only wait in the API client's FIFO, each with a body built from
+ * a status that may be stale by the time it leaves, and fill that FIFO
+ * for the deletes and events that share it; a slot waiting here instead
+ * writes its newest status when its turn comes. */
+#define DEFAULT_MAX_OUT 150
 #define STR_(x) #x
 #define STR(x) STR_(x)
 
@@ -64,6 +75,8 @@ typedef struct slot {
     unsigned changes;              /* desired status changes in it */
     bool flooding;
     ev_tstamp last_write, warned;  /* 0: never */
+    bool waiting;                  /* in the podstatus' wait list */
+    struct slot *wait_prev, *wait_next;
 } slot;
 
 struct podstatus {
@@ -74,8 +87,14 @@ struct podstatus {
     void *ud;
     metric *writes;
     metric *floods;
+    metric *pending;               /* gauge by state: out, waiting */
     slot *buckets[BUCKETS];
     unsigned failing;
+    unsigned out, max_out;         /* slots with a request out; the bound */
+    unsigned n_waiting;
+    slot *wait_head, *wait_tail;   /* slots that want to write, oldest first */
+    ev_timer admit;                /* lets waiting slots write, from the loop */
+    bool admitting;                /* in admit_cb: the head's turn */
 };
 
 static void evaluate(slot *s);
@@ -194,10 +213,93 @@ fail:
     return NULL;
 }
 
+/* ---- the bound on requests out ----------------------------------------------- */
+
+static void publish(podstatus *ps)
+{
+    metric_set(ps->pending, (const char *[]){"out"}, ps->out);
+    metric_set(ps->pending, (const char *[]){"waiting"}, ps->n_waiting);
+}
+
+static void admit_soon(podstatus *ps)
+{
+    if (!ev_is_active(&ps->admit)) {
+        ev_timer_set(&ps->admit, 0., 0.);
+        ev_timer_start(ps->loop, &ps->admit);
+    }
+}
+
+static void wait_for_room(slot *s)
+{
+    podstatus *ps = s->ps;
+    if (ps->out < ps->max_out)
+        admit_soon(ps);
+    if (s->waiting)
+        return; /* keeps its place; it writes its newest status anyway */
+    s->waiting = true;
+    s->wait_prev = ps->wait_tail;
+    s->wait_next = NULL;
+    *(ps->wait_tail ? &ps->wait_tail->wait_next : &ps->wait_head) = s;
+    ps->wait_tail = s;
+    ps->n_waiting++;
+    publish(ps);
+}
+
+static void stop_waiting(slot *s)
+{
+    podstatus *ps = s->ps;
+    if (!s->waiting)
+        return;
+    *(s->wait_prev ? &s->wait_prev->wait_next : &ps->wait_head) = s->wait_next;
+    *(s->wait_next ? &s->wait_next->wait_prev : &ps->wait_tail) = s->wait_prev;
+    s->waiting = false;
+    ps->n_waiting--;
+    publish(ps);
+}
+
+/* s's request was sent (id > 0) or refused. */
+static void sent(slot *s, int64_t id)
+{
+    s->req = id > 0 ? id : 0;
+    if (id > 0) {
+        s->ps->out++;
+        publish(s->ps);
+    }
+}
+
+/* s's request is over: its place goes to the oldest waiting slot, from
+ * the loop (the caller may still act on s). */
+static void ended(slot *s)
+{
+    podstatus *ps = s->ps;
+    s->req = 0;
+    ps->out--;
+    publish(ps);
+    if (ps->wait_head)
+        admit_soon(ps);
+}
+
+static void admit_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    podstatus *ps = w->data;
+    ps->admitting = true;
+    while (ps->out < ps->max_out && ps->wait_head) {
+        slot *s = ps->wait_head;
+        stop_waiting(s);
+        evaluate(s);
+    }
+    ps->admitting = false;
+}
+
 static void free_slot(podstatus *ps, slot *s)
 {
-    if (s->req)
+    if (s->req) {
         kube_request_cancel(ps->kube, s->req);
+        ended(s);
+    }
+    stop_waiting(s);
     ev_timer_stop(ps->loop, &s->retry);
     packed_clear(&s->desired);
     packed_clear(&s->fresh);
@@ -514,7 +616,7 @@ static int merged_hash(yajl_val desired, yajl_val api, uint64_t *out)
 static void read_done(const struct kube_response *resp, void *ud)
 {
     slot *s = ud;
-    s->req = 0;
+    ended(s);
     if (resp->cancelled)
         return;
     if (resp->status == 200) {
@@ -536,20 +638,20 @@ static void read_done(const struct kube_response *resp, void *ud)
 static void reread(slot *s)
 {
     vk_buf path = VK_BUF_INIT;
+    int64_t id = -1;
     if (vk_buf_printf(&path, "/api/v1/namespaces/%s/pods/%s", s->ns, s->name) == 0)
-        s->req = kube_request(s->ps->kube, "GET", path.data, NULL, NULL, 0, 0, read_done, s);
+        id = kube_request(s->ps->kube, "GET", path.data, NULL, NULL, 0, 0, read_done, s);
     vk_buf_free(&path);
-    if (s->req < 0) {
-        s->req = 0;
+    sent(s, id);
+    if (id < 0)
         retry_later(s);
-    }
 }
 
 static void write_done(const struct kube_response *resp, void *ud)
 {
     slot *s = ud;
     podstatus *ps = s->ps;
-    s->req = 0;
+    ended(s);
     if (resp->cancelled)
         return;
     if (resp->status == 200 || resp->status == 201) {
@@ -629,20 +731,19 @@ static void write_status(slot *s, yajl_val pod, uint64_t api_hash)
         return;
     }
     vk_buf path = VK_BUF_INIT, body = VK_BUF_INIT;
+    int64_t id = -1;
     if (vk_buf_printf(&path, "/api/v1/namespaces/%s/pods/%s/status", s->ns, s->name) == 0 &&
         write_pod(&body, pod, desired) == 0) {
         s->writing = s->desired_hash;
         s->last_write = ev_now(ps->loop);
-        s->req = kube_request(ps->kube, "PUT", path.data, NULL, body.data, body.len, 0,
-                              write_done, s);
-    } else {
-        s->req = -1;
+        id = kube_request(ps->kube, "PUT", path.data, NULL, body.data, body.len, 0,
+                          write_done, s);
     }
     vk_buf_free(&path);
     vk_buf_free(&body);
     yajl_tree_free(desired);
-    if (s->req < 0) {
-        s->req = 0;
+    sent(s, id);
+    if (id < 0) {
         count(ps, "error");
         retry_later(s);
     }
@@ -672,6 +773,11 @@ static void evaluate(slot *s)
         return;
     if (s->in_step && s->in_step_desired == s->desired_hash && s->in_step_api == v.status_hash)
         return;
+    /* First come, first served: while others wait, a newcomer waits too. */
+    if (ps->out >= ps->max_out || (ps->wait_head && !ps->admitting)) {
+        wait_for_room(s);
+        return;
+    }
     yajl_val fresh = from_fresh ? packed_tree(&s->fresh) : NULL;
     yajl_val pod = from_fresh ? fresh : ps->lookup(ps->ud, s->key);
     if (YAJL_IS_OBJECT(pod))
@@ -693,6 +799,9 @@ podstatus *podstatus_new(const podstatus_config *cfg)
     ps->lookup = cfg->lookup;
     ps->peek = cfg->peek;
     ps->ud = cfg->ud;
+    ps->max_out = cfg->max_writes ? cfg->max_writes : DEFAULT_MAX_OUT;
+    ev_init(&ps->admit, admit_cb);
+    ps->admit.data = ps;
     if (cfg->metrics) {
         ps->writes = metrics_counter(cfg->metrics, "status_writes_total",
                                      "Pod status writes to the API server, by result.", "result");
@@ -701,6 +810,14 @@ podstatus *podstatus_new(const podstatus_config *cfg)
                                      STR(FLOOD_CHANGES_PER_S) " times in a second; its writes "
                                      "are then paced to one per " STR(FLOOD_INTERVAL_S) " s.",
                                      NULL);
+        ps->pending = metrics_gauge(cfg->metrics, "status_writes_pending",
+                                    "Pods whose status write is out (PUT, or GET after a "
+                                    "conflict) or waiting for its turn (at most one per pod).",
+                                    "state");
+        metric_set(metrics_gauge(cfg->metrics, "status_writes_pending_limit",
+                                 "The bound of status_writes_pending{state=\"out\"}.", NULL),
+                   NULL, ps->max_out);
+        publish(ps);
     }
     return ps;
 }
@@ -709,6 +826,7 @@ void podstatus_free(podstatus *ps)
 {
     if (!ps)
         return;
+    ev_timer_stop(ps->loop, &ps->admit);
     for (size_t i = 0; i < BUCKETS; i++) {
         while (ps->buckets[i]) {
             slot *s = ps->buckets[i];

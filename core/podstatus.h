@@ -65,6 +65,9 @@ typedef struct podstatus_config {
      * lookup is called only when a write is being considered. */
     podstatus_peek_fn peek;
     void *ud;
+    /* Requests out at once; a slot that wants to write beyond waits for
+     * its turn and then writes its newest status. 0: 150. */
+    unsigned max_writes;
 } podstatus_config;
 
 podstatus *podstatus_new(const podstatus_config *cfg);

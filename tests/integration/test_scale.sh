@@ -15,7 +15,13 @@
 #   objcache_entries        <= distinct Secrets/ConfigMaps the node's pods
 #                              reference (one watch per referenced object)
 #   kubelet_api_log_streams == 0 (none opened here)
+#   kube_api_requests_waiting / _in_flight (each API client)
+#                           <= kube_api_request_limit (its FIFO, its cap)
+#   status_writes_pending   out <= status_writes_pending_limit,
+#                           waiting <= pods_known (one place per pod)
 #
+# and no API request was refused for a full FIFO (status writes wait for
+# their turn in podstatus instead),
 # and once the pods are gone every one of them is back at 0 (the eviction
 # rules work). Nothing here is timed: the limits are generous deadlines.
 # Env: VKC_SCALE_PODS (2000).
@@ -80,16 +86,30 @@ lib_wait_node_ready "$NODE" "$CORE_PID" 120
 SAMPLES=$WORK/metrics.samples
 : >"$SAMPLES"
 metrics() { lib_node_metrics "$NODE" 2>/dev/null; }
-value() { # NAME (no labels) on stdin -> value or empty
+value() { # SERIES (NAME or NAME{LABELS} as rendered) on stdin -> value or empty
 	awk -v n="$1" '$1 == n { print $2; exit }'
 }
-# Sampler: one line per sample, "known depth objcache logstreams api_pods".
+# The series each sample records, in its order (api_pods, last, from the API).
+SERIES=(pods_known reconcile_queue_depth objcache_entries kubelet_api_log_streams
+	'status_writes_pending{state="out"}' status_writes_pending_limit
+	'status_writes_pending{state="waiting"}')
+for c in main heartbeat; do
+	for b in waiting in_flight; do
+		SERIES+=("kube_api_requests_$b{client=\"$c\"}" "kube_api_request_limit{client=\"$c\",bound=\"$b\"}")
+	done
+done
+# Sampler: one line per sample, the SERIES' values then api_pods; "-" for
+# a series /metrics lacks.
 sampler() {
 	while :; do
-		local m api
+		local m api line=() v
 		m=$(metrics) || { sleep 1; continue; }
 		api=$("${K[@]}" get pods -A --field-selector "spec.nodeName=$NODE" --no-headers 2>/dev/null | wc -l)
-		echo "$(value pods_known <<<"$m") $(value reconcile_queue_depth <<<"$m") $(value objcache_entries <<<"$m") $(value kubelet_api_log_streams <<<"$m") $api" >>"$SAMPLES"
+		for v in "${SERIES[@]}"; do
+			v=$(value "$v" <<<"$m")
+			line+=("${v:--}")
+		done
+		echo "${line[*]} $api" >>"$SAMPLES"
 		sleep 1
 	done
 }
@@ -179,10 +199,20 @@ wait "$SAMPLER" 2>/dev/null
 # ---- bounds over every sample -------------------------------------------------------------------
 log "checking $(wc -l <"$SAMPLES") metric samples against their bounds"
 awk -v refs="$REFS" -v other="$OTHER" '
-	NF < 5 { next }
+	NF < 16 { next }
 	{
-		known = $1; depth = $2; oc = $3; ls = $4; api = $5
+		known = $1; depth = $2; oc = $3; ls = $4; api = $16
+		if ($1 == "-" || $2 == "-" || $5 == "-" || $6 == "-" || $7 == "-") { print "a series is missing: " $0; bad = 1 }
 		if (known > '"$N"' + other) { print "pods_known " known " > pods bound " '"$N"' + other; bad = 1 }
+		if ($5 > $6) { print "status writes out " $5 " > their bound " $6; bad = 1 }
+		if ($7 > known) { print "status writes waiting " $7 " > pods_known " known; bad = 1 }
+		for (i = 8; i <= 15; i += 2) {
+			if ($i == "-" || $(i + 1) == "-") { print "an API client series is missing: " $0; bad = 1 }
+			else if ($i > $(i + 1)) { print "API client gauge " i " at " $i " > its bound " $(i + 1); bad = 1 }
+			if ($i > mq) mq = $i
+		}
+		if ($5 > ms) ms = $5
+		if ($7 > mw) mw = $7
 		if (depth > '"$N"' || depth > 100000) { print "reconcile_queue_depth " depth " > " '"$N"'; bad = 1 }
 		if (oc != "" && oc > refs) { print "objcache_entries " oc " > referenced objects " refs; bad = 1 }
 		if (ls != "" && ls != 0) { print "kubelet_api_log_streams " ls " != 0"; bad = 1 }
@@ -192,7 +222,14 @@ awk -v refs="$REFS" -v other="$OTHER" '
 	}
 	END {
 		printf "max pods_known %d, max reconcile_queue_depth %d, max objcache_entries %d\n", mk, md, mo
+		printf "max status writes out %d, waiting %d; max API client queue or in flight %d\n", ms, mw, mq
 		exit bad
 	}' "$SAMPLES" >&2 || fail "a queue or cache went past its bound"
+# Status writes wait for their turn in the core rather than fill the API
+# client's FIFO: nothing was refused for a full FIFO.
+m=$(metrics) || fail "cannot read /metrics"
+rejected=$(awk '$1 ~ /^kube_api_requests_rejected_total/ { n += $2 } END { print n + 0 }' <<<"$m")
+[[ $rejected == 0 ]] || fail "the API client refused $rejected requests: its FIFO was full"
+grep '^status_writes_total' <<<"$m" >&2
 grep -q 'level=error' "$WORK/core.log" && { grep 'level=error' "$WORK/core.log" | head -n 5; fail "vkc-core logged errors"; }
 echo "test_scale: $N pods Running, provider ran each once, all deleted, bounds held"
