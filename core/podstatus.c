@@ -826,7 +826,6 @@ void podstatus_free(podstatus *ps)
 {
     if (!ps)
         return;
-    ev_timer_stop(ps->loop, &ps->admit);
     for (size_t i = 0; i < BUCKETS; i++) {
         while (ps->buckets[i]) {
             slot *s = ps->buckets[i];
@@ -834,6 +833,8 @@ void podstatus_free(podstatus *ps)
             free_slot(ps, s);
         }
     }
+    /* Last: freeing a slot with a request out gives its place away. */
+    ev_timer_stop(ps->loop, &ps->admit);
     free(ps);
 }
 
