@@ -19,6 +19,9 @@
 #                           <= kube_api_request_limit (its FIFO, its cap)
 #   status_writes_pending   out <= status_writes_pending_limit,
 #                           waiting <= pods_known (one place per pod)
+#   lease_last_renew_timestamp_seconds
+#                           at most 30 s old (renewed every 10 s; the Lease
+#                           lasts 40 s): the heartbeat holds under the churn
 #
 # and no API request was refused for a full FIFO (status writes wait for
 # their turn in podstatus instead),
@@ -98,18 +101,20 @@ for c in main heartbeat; do
 		SERIES+=("kube_api_requests_$b{client=\"$c\"}" "kube_api_request_limit{client=\"$c\",bound=\"$b\"}")
 	done
 done
-# Sampler: one line per sample, the SERIES' values then api_pods; "-" for
-# a series /metrics lacks.
+SERIES+=(lease_last_renew_timestamp_seconds)
+# Sampler: one line per sample, the SERIES' values, api_pods, then the
+# sample's time (epoch s); "-" for a series /metrics lacks.
 sampler() {
 	while :; do
-		local m api line=() v
+		local m api now line=() v
 		m=$(metrics) || { sleep 1; continue; }
+		now=$(date +%s)
 		api=$("${K[@]}" get pods -A --field-selector "spec.nodeName=$NODE" --no-headers 2>/dev/null | wc -l)
 		for v in "${SERIES[@]}"; do
 			v=$(value "$v" <<<"$m")
 			line+=("${v:--}")
 		done
-		echo "${line[*]} $api" >>"$SAMPLES"
+		echo "${line[*]} $api $now" >>"$SAMPLES"
 		sleep 1
 	done
 }
@@ -199,9 +204,12 @@ wait "$SAMPLER" 2>/dev/null
 # ---- bounds over every sample -------------------------------------------------------------------
 log "checking $(wc -l <"$SAMPLES") metric samples against their bounds"
 awk -v refs="$REFS" -v other="$OTHER" '
-	NF < 16 { next }
+	NF < 18 { next }
 	{
-		known = $1; depth = $2; oc = $3; ls = $4; api = $16
+		known = $1; depth = $2; oc = $3; ls = $4; renewed = $16; api = $17; now = $18
+		if (renewed == "-" || renewed + 0 == 0) { print "no Lease renewal on record at " now; bad = 1 }
+		else if (now - renewed > 30) { print "Lease last renewed " now - renewed " s before " now; bad = 1 }
+		if (now - renewed > ml) ml = now - renewed
 		if ($1 == "-" || $2 == "-" || $5 == "-" || $6 == "-" || $7 == "-") { print "a series is missing: " $0; bad = 1 }
 		if (known > '"$N"' + other) { print "pods_known " known " > pods bound " '"$N"' + other; bad = 1 }
 		if ($5 > $6) { print "status writes out " $5 " > their bound " $6; bad = 1 }
@@ -223,6 +231,7 @@ awk -v refs="$REFS" -v other="$OTHER" '
 	END {
 		printf "max pods_known %d, max reconcile_queue_depth %d, max objcache_entries %d\n", mk, md, mo
 		printf "max status writes out %d, waiting %d; max API client queue or in flight %d\n", ms, mw, mq
+		printf "oldest Lease renewal seen: %d s\n", ml
 		exit bad
 	}' "$SAMPLES" >&2 || fail "a queue or cache went past its bound"
 # Status writes wait for their turn in the core rather than fill the API
