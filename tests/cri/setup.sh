@@ -52,8 +52,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "installing ${missing[*]}" >&2
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >&2
 fi
-# The image holds /bin/busybox alone: it must be busybox-static's.
-{ ldd /bin/busybox 2>&1 || true; } | grep -q 'not a dynamic' ||
+# The image holds /bin/busybox alone: it must be busybox-static's. (From a
+# variable: under pipefail, "ldd | grep -q" fails should grep's early exit
+# kill ldd with SIGPIPE.)
+ldd_out=$(ldd /bin/busybox 2>&1 || true)
+grep -q 'not a dynamic' <<<"$ldd_out" ||
     { echo "setup.sh: /bin/busybox is not static; install busybox-static" >&2; exit 1; }
 
 # overlayfs where the kernel and the backing filesystem allow it, the (slow,

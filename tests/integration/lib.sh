@@ -53,9 +53,34 @@ lib_kubectl() {
     K=("$VKC_KUBECTL" --kubeconfig "$VKC_ADMIN_KUBECONFIG" "--request-timeout=$1")
 }
 
-# lib_free_port: print a TCP port of 127.0.0.1 that nothing listens on now.
+# lib_free_port: print a TCP port that nothing uses now, for a server the caller starts next.
+# Not a port the kernel hands out (bind to port 0, connect): between this pick and the
+# server's bind, any outgoing connection (kubectl, the API server's, etcd's) could take
+# one of those. So a random one of 12000-19999: below the ephemeral range (32768+),
+# apart from tests/cluster/up.sh's picks (20000-31999), and free on every address.
 lib_free_port() {
-    /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+    /usr/bin/python3 - <<'PY'
+import errno, random, socket, sys
+def busy(fam, addr, port):
+    try:
+        s = socket.socket(fam)
+    except OSError:
+        return False  # no such family here
+    try:
+        s.bind((addr, port))
+        return False
+    except OSError as e:
+        # IPv6 may be off (EADDRNOTAVAIL): only a port in use counts.
+        return fam == socket.AF_INET or e.errno == errno.EADDRINUSE
+    finally:
+        s.close()
+for _ in range(500):
+    p = random.randint(12000, 19999)
+    if not busy(socket.AF_INET, "0.0.0.0", p) and not busy(socket.AF_INET6, "::", p):
+        print(p)
+        sys.exit(0)
+sys.exit("no free TCP port in 12000-19999")
+PY
 }
 
 # lib_wait_sa_token NS SECONDS: wait (with K) until NS's default ServiceAccount has its token Secret, which 1.20 needs to admit pods; 1 if not in time.

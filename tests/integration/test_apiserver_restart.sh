@@ -68,9 +68,11 @@ up_at=$(date +%s)
 kill -0 "$core" || fail "vkc-core died while the API server was away"
 
 # Caught up: the exit the provider reported while the API was away. The
-# core retries a failed status write with a back-off capped at 30 s.
-for _ in $(seq 1 45); do
-    [ "$("${K[@]}" get pod ender -o jsonpath='{.status.phase}')" = Failed ] && break
+# core retries a failed status write with a back-off capped at 30 s: 90 s
+# (a deadline, whatever each kubectl costs on a loaded machine).
+deadline=$((SECONDS + 90))
+while ((SECONDS < deadline)); do
+    [ "$("${K[@]}" get pod ender -o jsonpath='{.status.phase}' 2>/dev/null)" = Failed ] && break
     sleep 1
 done
 caught_in=$(($(date +%s) - up_at))
@@ -106,7 +108,8 @@ n=$("${K[@]}" get pods -l app=demo --field-selector=status.phase=Running -o name
 [ "$n" -eq 5 ] || fail "$n pods Running after scaling to 5"
 
 "${K[@]}" delete deployment demo --wait=true >/dev/null
-for _ in $(seq 1 60); do
+deadline=$((SECONDS + 120))
+while ((SECONDS < deadline)); do
     [ -z "$("${K[@]}" get pods -l app=demo -o name)" ] && break
     sleep 1
 done
@@ -114,7 +117,7 @@ done
 
 # SIGTERM: a clean stop that leaves the node's pods where they are.
 bare_pod keeper '' Always
-"${K[@]}" wait --for=condition=Ready pod/keeper --timeout=30s >/dev/null || fail "pod keeper did not run"
+"${K[@]}" wait --for=condition=Ready pod/keeper --timeout=60s >/dev/null || fail "pod keeper did not run"
 pods_before=$("${K[@]}" get pods -o jsonpath='{range .items[*]}{.metadata.uid} {.spec.nodeName}{"\n"}{end}' | sort)
 provider=$(lib_child_of "$core") || fail "vkc-core has no provider child"
 kill -TERM "$core"

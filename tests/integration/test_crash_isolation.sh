@@ -68,10 +68,17 @@ KPORT=$(lib_free_port)
 	--tls-cert-file "$VKC_NODE_KUBELET_CERT" --tls-private-key-file "$VKC_NODE_KUBELET_KEY" \
 	>"$WORK/core.log" 2>&1 &
 CORE_PID=$!
-lib_wait_node_ready "$NODE" "$CORE_PID" 60
+lib_wait_node_ready "$NODE" "$CORE_PID" 120
 
 provider_pid() { ps -o pid= --ppid "$CORE_PID" | tr -d ' ' | head -n 1; }
 ready_count() { grep -c "provider ready" "$WORK/core.log"; }
+# Pods the churn created so far (0 before its first batch; the file is
+# rewritten after each batch, so a read may find it empty for a moment).
+churn_created() {
+	local c=0
+	read -r c _ 2>/dev/null <"$WORK/churn.count"
+	echo "${c:-0}"
+}
 
 # ---- churn: create pods, delete the oldest, until told to stop -----------------------------
 # In batches of BATCH (one kubectl each way): kubectl is slow to start on a
@@ -105,10 +112,14 @@ churn &
 CHURN_PID=$!
 
 # ---- 20 crashes ------------------------------------------------------------------------------
-log "churning pods on $NODE; SIGKILLing the provider $KILLS times"
+# At least KILLS kills, and on until the churn created 2 * KILLS pods: how
+# many batches fit between 20 kills depends on how fast kubectl starts, so
+# on a loaded machine the kills go on rather than the churn coming up short.
+log "churning pods on $NODE; SIGKILLing the provider $KILLS times or more"
 start=$SECONDS
 kills=0
-while ((kills < KILLS)); do
+while ((kills < KILLS || $(churn_created) < 2 * KILLS)); do
+	((SECONDS - start < 600)) || fail "the churn created only $(churn_created) pods in 600 s ($kills kills)"
 	# Once the core restarted the provider (and handshook), a moment of work.
 	n=$(ready_count)
 	for i in $(seq 200); do
@@ -121,10 +132,11 @@ while ((kills < KILLS)); do
 	kill -0 "$CORE_PID" 2>/dev/null || fail "vkc-core exited after $kills provider kills"
 	kill -KILL "$pid" 2>/dev/null && kills=$((kills + 1))
 	# Wait for the core to see the exit and start the next provider.
-	for i in $(seq 200); do
+	deadline=$((SECONDS + 60))
+	while :; do
 		p=$(provider_pid)
 		[[ -n $p && $p != "$pid" ]] && (($(ready_count) > n)) && break
-		((i == 200)) && fail "the core did not restart the provider after kill $kills"
+		((SECONDS < deadline)) || fail "the core did not restart the provider after kill $kills"
 		sleep 0.1
 	done
 done

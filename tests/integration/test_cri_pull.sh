@@ -201,11 +201,12 @@ auth:
 EOF
 "$registry_bin" serve "$dir/registry.yml" >"$dir/registry.log" 2>&1 &
 reg=$!
-for i in $(seq 1 100); do
+deadline=$((SECONDS + 60))
+while :; do
     kill -0 "$reg" 2>/dev/null || { cat "$dir/registry.log"; fail "docker-registry exited"; }
     code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://$registry/v2/" || true)
     [ "$code" = 401 ] && break
-    [ "$i" = 100 ] && fail "registry at $registry not answering after 10 s (last: $code)"
+    ((SECONDS < deadline)) || fail "registry at $registry not answering after 60 s (last: $code)"
     sleep 0.1
 done
 code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -u "$user:$pass" "http://$registry/v2/")
@@ -253,7 +254,7 @@ mport=$(lib_free_port)
     --provider-cmd "$bin/vkc-provider-cri --runtime-endpoint $endpoint --root-dir $dir/root --cgroup-root /vkc-cri-pull --log-level debug" \
     2>"$dir/core.log" &
 core=$!
-lib_wait_node_ready "$node" "$core" 60
+lib_wait_node_ready "$node" "$core" 120
 prov=$(lib_child_of "$core") || true
 [ "$(cat "/proc/$prov/comm" 2>/dev/null)" = vkc-provider-cr ] ||
     fail "vkc-core's child is not vkc-provider-cri (pid '$prov')"
@@ -273,6 +274,24 @@ make_pod() {
   "containers":[{"name":"app","image":"$ref","imagePullPolicy":"$policy",
    "command":["sh","-c","trap 'exit 0' TERM; while true; do sleep 1; done"]}]}}
 EOF
+}
+
+# wait_events POD REGEX...: until the pod's events have a line matching each
+# (grep -E), 30 s at most; prints them. The Ready status and the events are
+# separate writes: the events may land after the status.
+wait_events() {
+    local pod=$1 ev re ok deadline=$((SECONDS + 30))
+    shift
+    while :; do
+        ev=$(pod_events "$pod")
+        ok=1
+        for re in "$@"; do grep -qE -- "$re" <<<"$ev" || ok=0; done
+        if [ "$ok" = 1 ] || ((SECONDS >= deadline)); then
+            printf '%s\n' "$ev"
+            return 0
+        fi
+        sleep 0.5
+    done
 }
 
 wait_running() { # POD
@@ -312,7 +331,7 @@ make_pod pull-right IfNotPresent right-creds
 make_pod pull-wrong Always wrong-creds
 make_pod pull-anon Always
 wait_running pull-right
-ev=$(pod_events pull-right)
+ev=$(wait_events pull-right '^Normal Pulling: ' '^Normal Pulled: ')
 grep -qx "Normal Pulling: Pulling image \"$ref\"" <<<"$ev" || fail "pull-right: no Pulling event: $ev"
 grep -q "^Normal Pulled: Successfully pulled image \"$ref\" in " <<<"$ev" ||
     fail "pull-right: no Pulled event: $ev"
@@ -351,7 +370,7 @@ registry_quiet
 from=$(reg_next)
 make_pod pull-present IfNotPresent
 wait_running pull-present
-ev=$(pod_events pull-present)
+ev=$(wait_events pull-present '^Normal Pulled: ')
 grep -qx "Normal Pulled: Container image \"$ref\" already present on machine" <<<"$ev" ||
     fail "pull-present: no 'already present' event: $ev"
 grep -q 'Pulling\|Successfully pulled' <<<"$ev" && fail "pull-present: pulled: $ev"
@@ -362,13 +381,16 @@ log "(d) pull-present Running without a pull (registry untouched since line $fro
 from=$(reg_next)
 make_pod pull-both Always wrong-creds right-creds
 wait_running pull-both
-ev=$(pod_events pull-both)
+ev=$(wait_events pull-both '^Normal Pulled: ')
 grep -q "^Normal Pulled: Successfully pulled image \"$ref\" in " <<<"$ev" ||
     fail "pull-both: no Pulled event: $ev"
-# The wrong password first (refused), then the right one (served).
-wrong_at=$(reg_since "$from" | grep -nF "$refused_user" | head -n 1 | cut -d: -f1)
-served_at=$(reg_since "$from" | grep -n "\"[A-Z]* /v2/vkc/busybox/manifests/$tag HTTP/1.1\" 200 " |
-    head -n 1 | cut -d: -f1)
+# The wrong password first (refused), then the right one (served). From a
+# variable with grep -m1, not "| head -n 1": under pipefail and set -e, head's
+# early exit could kill grep with SIGPIPE and end the test without a word.
+since_from=$(reg_since "$from")
+wrong_at=$(grep -m1 -nF "$refused_user" <<<"$since_from" | cut -d: -f1 || true)
+served_at=$(grep -m1 -n "\"[A-Z]* /v2/vkc/busybox/manifests/$tag HTTP/1.1\" 200 " <<<"$since_from" |
+    cut -d: -f1 || true)
 { [ -n "$wrong_at" ] && [ -n "$served_at" ] && [ "$wrong_at" -lt "$served_at" ]; } ||
     fail "pull-both: want the wrong password refused, then the manifest served: $(repo_requests "$from")"
 log "(e) pull-both Running: wrong credentials refused, then the right ones served"

@@ -52,12 +52,15 @@ VKC_DEMO_PORT=$(lib_free_port) contrib/run-demo.sh "$build" >"$out" 2>&1 &
 demo=$!
 set +m
 
-for _ in $(seq 1 300); do
+# A control plane, a node and a rollout of 3 (its own limit 120 s) in one:
+# 300 s, for a loaded machine.
+deadline=$((SECONDS + 300))
+while ((SECONDS < deadline)); do
     grep -q '^vkc is running' "$out" && break
     kill -0 "$demo" 2>/dev/null || fail "run-demo.sh exited before the demo was up"
     sleep 0.5
 done
-grep -q '^vkc is running' "$out" || fail "the demo was not up after 150 s"
+grep -q '^vkc is running' "$out" || fail "the demo was not up after 300 s"
 dir=$(sed -n 's|.*(log: \(/tmp/vkc-demo\.[^/]*\)/core\.log).*|\1|p' "$out")
 [[ -n $dir && -s $dir/cluster/env ]] || fail "cannot find the demo's directory in its output"
 # shellcheck disable=SC1091

@@ -17,13 +17,16 @@ lib_kubectl 0
 node=$VKC_NODE_NAME
 pod=kubectl-e2e
 port=$(lib_free_port)
-fwd=$(lib_free_port)
 dir=$(mktemp -d /tmp/vkc-kubectl.XXXXXX)
 core=
 pf=
+follow=
 
 cleanup() {
-    [ -n "$pf" ] && kill "$pf" 2>/dev/null
+    # lib_stop, not "kill && ...": under set -e a kubectl that already ended
+    # would make the trap exit here, leaving the core running.
+    lib_stop "$pf"
+    lib_stop "$follow"
     "${K[@]}" delete pod "$pod" --grace-period=0 --force >/dev/null 2>&1 || true
     lib_stop "$core"
     rm -rf "$dir"
@@ -48,9 +51,10 @@ EOF
 
 # logs, with options. The mock writes "TIME POD/CTR line K" every 200 ms,
 # from the moment the pod runs: just after Ready there may be one line only.
-# --since and --since-time need a log longer than their window: 30 lines, 6 s.
-for _ in $(seq 1 50); do
-    [ "$("${K[@]}" logs "$pod" | wc -l)" -ge 30 ] && break
+# --since and --since-time need a log longer than their window: 30 lines, 6 s
+# (a deadline, not a count of tries: each kubectl may take a second when loaded).
+deadline=$((SECONDS + 60))
+while [ "$("${K[@]}" logs "$pod" | wc -l)" -lt 30 ] && ((SECONDS < deadline)); do
     sleep 0.2
 done
 # Not "kubectl | grep -q": grep quits at its match, kubectl may then die of
@@ -75,12 +79,21 @@ before=$(grep " line $((first - 1))\$" "$dir/all" | cut -d' ' -f1)
 [[ ! $at < $since && $before < $since ]] ||
     fail "kubectl logs --since-time=$since began at line $first ($at), the line before is at $before"
 # -f from the last line: newer lines must arrive, in order, while it runs.
-# 4 s: 20 lines, of which kubectl's start on a busy machine may cost some.
-timeout 4 "${K[@]}" logs --tail=1 -f "$pod" >"$dir/follow" || true
-sed 's/.* line //' "$dir/follow" >"$dir/follow.n"
+# Until 5 lines came, not for a fixed time: kubectl's start on a loaded
+# machine can take seconds, and a fixed window then holds too few lines.
+"${K[@]}" logs --tail=1 -f "$pod" >"$dir/follow" 2>"$dir/follow.err" &
+follow=$!
+deadline=$((SECONDS + 60))
+while [ "$(wc -l <"$dir/follow")" -lt 5 ] && ((SECONDS < deadline)) && kill -0 "$follow" 2>/dev/null; do
+    sleep 0.2
+done
+lib_stop "$follow"
+follow=
+# Whole lines only: kubectl may have been stopped in the middle of one.
+head -n "$(wc -l <"$dir/follow")" "$dir/follow" | sed 's/.* line //' >"$dir/follow.n"
 n=$(wc -l <"$dir/follow.n")
 [[ $n -ge 5 && $(tail -n 1 "$dir/follow.n") -eq $(($(head -n 1 "$dir/follow.n") + n - 1)) ]] ||
-    fail "kubectl logs --tail=1 -f gave in 4 s the lines $(tr '\n' ' ' <"$dir/follow.n")"
+    fail "kubectl logs --tail=1 -f gave the lines $(tr '\n' ' ' <"$dir/follow.n") $(cat "$dir/follow.err")"
 
 # exec: output, exit codes, stdin
 [ "$("${K[@]}" exec "$pod" -- echo hello vkc)" = "hello vkc" ] || fail "kubectl exec echo"
@@ -107,10 +120,19 @@ fi
 /usr/bin/python3 "$(dirname "${BASH_SOURCE[0]}")/ws_apiserver.py" "$VKC_ADMIN_KUBECONFIG" \
     default "$pod" app || fail "exec and logs over WebSocket through the API server"
 
-# port-forward: the mock echoes what it gets
-"${K[@]}" port-forward "pod/$pod" "$fwd:8080" >"$dir/pf.log" 2>&1 &
+# port-forward: the mock echoes what it gets. kubectl picks the local port
+# itself (":8080") and says which: one picked here could be taken meanwhile.
+"${K[@]}" port-forward "pod/$pod" ":8080" >"$dir/pf.log" 2>&1 &
 pf=$!
-for _ in $(seq 1 50); do grep -q Forwarding "$dir/pf.log" && break; sleep 0.2; done
+fwd=
+deadline=$((SECONDS + 60))
+while [ -z "$fwd" ]; do
+    fwd=$(sed -n 's/^Forwarding from 127\.0\.0\.1:\([0-9]*\) -> 8080$/\1/p;T;q' "$dir/pf.log")
+    [ -n "$fwd" ] && break
+    kill -0 "$pf" 2>/dev/null || fail "kubectl port-forward exited: $(cat "$dir/pf.log")"
+    ((SECONDS < deadline)) || fail "kubectl port-forward not listening after 60 s: $(cat "$dir/pf.log")"
+    sleep 0.2
+done
 reply=$(/usr/bin/python3 - "$fwd" <<'PY'
 import socket, sys
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)

@@ -55,7 +55,7 @@ VKC_PYTHON_STUBS="$LIB_ROOT/$BUILD/python" "$BIN/vkc-core" --kubeconfig "$VKC_NO
 	--tls-cert-file "$VKC_NODE_KUBELET_CERT" --tls-private-key-file "$VKC_NODE_KUBELET_KEY" \
 	>"$WORK/core.log" 2>&1 &
 CORE_PID=$!
-lib_wait_node_ready "$NODE" "$CORE_PID" 60
+lib_wait_node_ready "$NODE" "$CORE_PID" 120
 log "node $NODE is Ready"
 
 # ---- a pod -------------------------------------------------------------------------------
@@ -85,10 +85,11 @@ EOF
 log "pod $POD is Running"
 
 # ---- logs ----------------------------------------------------------------------------------
-for i in $(seq 20); do
+deadline=$((SECONDS + 60))
+while :; do
 	out=$("${K[@]}" -n "$NS" logs "$POD" 2>&1)
 	grep -q "^tick 2$" <<<"$out" && break
-	((i == 20)) && fail "kubectl logs: $out"
+	((SECONDS < deadline)) || fail "kubectl logs: $out"
 	sleep 0.5
 done
 [[ $(head -n 1 <<<"$out") == "hello from python" ]] || fail "kubectl logs starts with: $(head -n 1 <<<"$out")"
@@ -114,9 +115,10 @@ dir=$(ls -d "$WORK/sock/python-pods/${NS}_${POD}_"* 2>/dev/null)
 [[ -d $dir ]] || fail "no pod directory under $WORK/sock/python-pods"
 pid=$(cat "$dir/app.log.pid")
 "${K[@]}" -n "$NS" delete pod "$POD" --timeout=60s >/dev/null || fail "kubectl delete pod"
-for i in $(seq 50); do
+deadline=$((SECONDS + 30))
+while :; do
 	[[ ! -d $dir ]] && ! kill -0 "$pid" 2>/dev/null && break
-	((i == 50)) && fail "after delete: directory $( [[ -d $dir ]] && echo kept || echo gone), process $pid $(kill -0 "$pid" 2>/dev/null && echo runs || echo gone)"
+	((SECONDS < deadline)) || fail "after delete: directory $( [[ -d $dir ]] && echo kept || echo gone), process $pid $(kill -0 "$pid" 2>/dev/null && echo runs || echo gone)"
 	sleep 0.2
 done
 log "delete removed the pod, its processes and its files"

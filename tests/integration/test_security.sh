@@ -41,7 +41,9 @@ plain=
 core=
 
 cleanup() {
-    [ -n "$plain" ] && kill -TERM "$plain" 2>/dev/null && wait "$plain" 2>/dev/null
+    # lib_stop, not "kill && wait": under set -e a failed kill or a non-zero
+    # status would make the trap exit here, leaving the core running.
+    lib_stop "$plain"
     lib_stop "$core"
     "${K[@]}" delete namespace "$ns" --wait=false >/dev/null 2>&1 || true
     "${K[@]}" delete clusterrolebinding "$role" >/dev/null 2>&1 || true
@@ -84,7 +86,7 @@ if [ "$(id -u)" -eq 0 ]; then
     want_gid=$(id -g nobody)
 else
     as_root=0
-    port=$(free_port 20000 30000)
+    port=$(lib_free_port)
     user_args=()
     want_uid=$(id -u)
     want_gid=$(id -g)
@@ -108,7 +110,7 @@ if ((as_root)); then
     "$bin/vkc-core" --provider-cmd "$bin/vkc-provider-mock" --socket-dir "$dir/plain" \
         --provider-stop-timeout 2s 2>"$dir/plain.log" &
     plain=$!
-    wait_for 20 "root core: provider not ready" grep -q 'msg="provider ready"' "$dir/plain.log"
+    wait_for 60 "root core: provider not ready" grep -q 'msg="provider ready"' "$dir/plain.log"
     kill -TERM "$plain"
     rc=0
     wait "$plain" || rc=$?
@@ -161,7 +163,8 @@ done
 lease() { "${K[@]}" -n kube-node-lease get lease "$node" -o 'jsonpath={.spec.renewTime}'; }
 first=$(lease)
 renewed() { [ "$(lease)" != "$first" ]; }
-wait_for 30 "Lease of $node not renewed since $first" renewed
+# 60 s: three renewals, should a loaded machine delay one.
+wait_for 60 "Lease of $node not renewed since $first" renewed
 
 api() { # PATH [curl args...] -> "CODE" on stdout, the body in $dir/body
     local path=$1

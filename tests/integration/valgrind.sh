@@ -8,19 +8,28 @@
 set -euo pipefail
 
 bin=${1:-build/bin}
+# shellcheck source=tests/integration/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 : "${VKC_CLUSTER_DIR:?needs a running test cluster (tests/cluster/up.sh)}"
 # shellcheck disable=SC1091
 . "$VKC_CLUSTER_DIR/env"
 kubectl=("$VKC_KUBECTL" --kubeconfig "$VKC_ADMIN_KUBECONFIG")
 node=$VKC_NODE_NAME   # the identity the cluster issued certificates for
-port=$((20000 + $$ % 10000))
+# A port free now and outside those tests/cluster/up.sh and the kernel pick
+# (20000 + PID % 10000, unchecked, could be any of the cluster's or in use).
+port=$(lib_free_port)
 dir=$(mktemp -d /tmp/vkc-valgrind.XXXXXX)
 core=
 vg=(valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite
     --error-exitcode=99 --track-fds=no)
 
 cleanup() {
-    [ -n "$core" ] && kill -KILL "$core" 2>/dev/null
+    # Not "[ -n ] && kill": under set -e a core already gone would make the
+    # trap exit there and skip the rest.
+    if [ -n "$core" ]; then
+        kill -KILL "$core" 2>/dev/null || true
+        wait "$core" 2>/dev/null || true
+    fi
     "${kubectl[@]}" delete pod "$node-pod" --grace-period=0 --force >/dev/null 2>&1 || true
     rm -rf "$dir"
 }
