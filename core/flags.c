@@ -22,7 +22,7 @@ enum {
     O_SOCKET_DIR, O_PING_INTERVAL, O_PING_TIMEOUT, O_MAX_BACKOFF,
     O_STOP_TIMEOUT, O_VERSION, O_NODE_LABELS, O_DISABLE_TAINT, O_NODE_IP,
     O_KUBE_QPS, O_KUBE_BURST, O_POD_WORKERS, O_TLS_CERT, O_TLS_KEY, O_CLIENT_CA,
-    O_TOKEN_WEBHOOK, O_AUTHZ_MODE, O_ANONYMOUS, O_USER,
+    O_TOKEN_WEBHOOK, O_AUTHZ_MODE, O_ANONYMOUS, O_USER, O_STREAM_IDLE,
 };
 
 static const struct option options[] = {
@@ -52,6 +52,7 @@ static const struct option options[] = {
     {"authentication-token-webhook", optional_argument, NULL, O_TOKEN_WEBHOOK},
     {"authorization-mode", required_argument, NULL, O_AUTHZ_MODE},
     {"anonymous-auth", optional_argument, NULL, O_ANONYMOUS},
+    {"streaming-connection-idle-timeout", required_argument, NULL, O_STREAM_IDLE},
     {"user", required_argument, NULL, O_USER},
     {"version", no_argument, NULL, O_VERSION},
     {"help", no_argument, NULL, 'h'},
@@ -101,6 +102,9 @@ static const char usage[] =
     "  --authorization-mode MODE AlwaysAllow or Webhook (SubjectAccessReview;\n"
     "                            the default when a kubeconfig is given)\n"
     "  --anonymous-auth[=BOOL]   serve unauthenticated requests (false)\n"
+    "  --streaming-connection-idle-timeout D\n"
+    "                            close an exec, attach or port-forward connection\n"
+    "                            idle this long in both directions (4h0m0s; 0: never)\n"
     "\n"
     "general:\n"
     "  --user USER[:GROUP]       as root: once the port is bound and the keys are\n"
@@ -373,6 +377,7 @@ enum flags_result flags_parse(flags *f, int argc, char **argv, FILE *out, FILE *
     f->ping_timeout_ms = 1000;
     f->restart_max_backoff_ms = 30000;
     f->stop_timeout_ms = 10000;
+    f->streaming_idle_timeout_ms = 4 * 3600 * 1000; /* the kubelet's 4h0m0s */
     f->kube_api_qps = 50;
     f->kube_api_burst = 100;
     f->pod_sync_workers = 10;
@@ -450,6 +455,11 @@ enum flags_result flags_parse(flags *f, int argc, char **argv, FILE *out, FILE *
         case O_MAX_BACKOFF:
             if (set_duration(err, "provider-restart-max-backoff", optarg,
                              &f->restart_max_backoff_ms, 1) < 0)
+                rc = FLAGS_EXIT_BAD;
+            break;
+        case O_STREAM_IDLE:
+            if (set_duration(err, "streaming-connection-idle-timeout", optarg,
+                             &f->streaming_idle_timeout_ms, 0) < 0)
                 rc = FLAGS_EXIT_BAD;
             break;
         case O_STOP_TIMEOUT:

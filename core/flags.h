@@ -40,6 +40,9 @@ typedef struct flags {
     int token_webhook;      /* --authentication-token-webhook: TokenReview */
     int authz_webhook;      /* --authorization-mode=Webhook: SubjectAccessReview */
     int anonymous_auth;     /* --anonymous-auth (false) */
+    /* --streaming-connection-idle-timeout (4h, the kubelet's; 0: none):
+     * exec, attach and port-forward connections idle that long close. */
+    int streaming_idle_timeout_ms;
 
     int ping_interval_ms;
     int ping_timeout_ms;

@@ -36,9 +36,14 @@
  * empty body; a quiet followed log then gets its 200 anyway. */
 #define LOG_HEAD_GRACE 1.0
 /* A log that is not followed must get the provider's first chunk or its end
- * within this long (the provider client's unary deadline): a provider that
- * never answers must not hang `kubectl logs`. A followed log may stay quiet
- * for as long as the container does. */
+ * within this long (the provider client's unary deadline), and after that
+ * never wait longer than this for the next chunk or the end: a provider
+ * that never answers, or sends part of the log and then goes quiet without
+ * ending the stream, must not hang `kubectl logs` (the kubelet reads a
+ * file, which never hangs). Time the provider is held back because the
+ * client is slow does not count. A followed log may stay quiet for as
+ * long as the container does: it has no such limit (nor the streaming
+ * idle timeout, which the kubelet does not apply to logs either). */
 #define LOG_ANSWER_DEADLINE 10.0
 #define MAX_SEGMENTS 6
 
@@ -85,6 +90,7 @@ struct kubelet_api {
 
     metric *requests;         /* by route and code */
     metric *log_streams;      /* provider log streams open */
+    metric *log_silences;     /* not followed, ended at LOG_ANSWER_DEADLINE */
 
     log_stream *streams;      /* every stream, loop side */
     int n_streams;
@@ -116,7 +122,7 @@ struct log_stream {
     http_request *req;        /* NULL once the client went away */
     bool head_sent;
     bool provider_gone;       /* cancelled because the provider went down */
-    bool timed_out;           /* cancelled at LOG_ANSWER_DEADLINE */
+    bool timed_out;           /* cancelled at LOG_ANSWER_DEADLINE before any chunk */
     ev_timer grace;           /* LOG_HEAD_GRACE, or LOG_ANSWER_DEADLINE unless follow */
     pthread_t thread;
     provider_client *pc;
@@ -133,10 +139,22 @@ struct log_stream {
     unsigned head, count;
     size_t bytes;
     bool cancelled, finished, on_ready;
+    bool silenced;            /* ended at LOG_ANSWER_DEADLINE after chunks came */
+    bool held_back;           /* the thread waits for room in the ring */
+    double active;            /* mono_now() of the provider's last chunk, or of
+                               * the end of a wait for room */
     log_stream *ready_next;
     int code;
     char *message;
 };
+
+/* CLOCK_MONOTONIC in seconds: the log threads and the loop compare it. */
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
 
 /* ---- responses -------------------------------------------------------------- */
 
@@ -766,8 +784,14 @@ static void *log_thread(void *arg)
         while ((n = pc_stream_next(ps, &m)) == 1) {
             Vkc__Provider__V1__LogChunk *chunk = (Vkc__Provider__V1__LogChunk *)m;
             pthread_mutex_lock(&api->mu);
+            s->active = mono_now();
+            s->held_back = true;
             while (!s->cancelled && (s->count == LOG_QUEUE_CHUNKS || s->bytes >= LOG_QUEUE_BYTES))
                 pthread_cond_wait(&s->cond, &api->mu);
+            /* The provider's silence counts from here: while the client
+             * was slow, gRPC flow control held it back. */
+            s->held_back = false;
+            s->active = mono_now();
             bool stop = s->cancelled;
             if (!stop) {
                 s->ring[(s->head + s->count++) % LOG_QUEUE_CHUNKS] = chunk;
@@ -877,7 +901,9 @@ static void log_pump(log_stream *s)
     pthread_mutex_unlock(&api->mu);
     if (!done)
         return;
-    if (s->req && s->head_sent && s->code == VK_OK && !s->provider_gone) {
+    if (s->req && s->head_sent && (s->code == VK_OK || s->silenced) && !s->provider_gone) {
+        /* Silenced: the client gets what arrived as a complete log, as
+         * the kubelet's file would have given it; the warning says more. */
         http_stream_end(s->req);
     } else if (s->req && s->head_sent) {
         /* The status line is gone already: cutting the body short is the
@@ -915,7 +941,6 @@ static const http_callbacks log_callbacks = {.closed = log_closed, .writable = l
 
 static void log_grace_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    (void)loop;
     (void)revents;
     log_stream *s = w->data;
     if (s->msg.follow) {
@@ -925,12 +950,42 @@ static void log_grace_cb(struct ev_loop *loop, ev_timer *w, int revents)
     /* Not followed: the deadline. A chunk or the end the loop has not
      * taken yet is an answer; a head already sent means chunks came. */
     kubelet_api *api = s->api;
+    char ns_v[LOGVAL_MAX], pod_v[LOGVAL_MAX], ctr_v[LOGVAL_MAX];
     pthread_mutex_lock(&api->mu);
     bool answered = s->head_sent || s->finished || s->count;
-    pthread_mutex_unlock(&api->mu);
-    if (answered)
+    if (answered) {
+        /* Chunks came: now the provider must not go quiet for as long
+         * without ending the stream. */
+        double quiet = mono_now() - s->active;
+        if (s->finished || s->cancelled) {
+            pthread_mutex_unlock(&api->mu);
+            return;
+        }
+        if (s->held_back || quiet < LOG_ANSWER_DEADLINE) {
+            pthread_mutex_unlock(&api->mu);
+            ev_timer_set(w, s->held_back ? LOG_ANSWER_DEADLINE : LOG_ANSWER_DEADLINE - quiet, 0.);
+            ev_timer_start(loop, w);
+            return;
+        }
+        /* End the provider's stream but keep what is queued: the client
+         * still gets every chunk that arrived, then the end (log_pump). */
+        s->silenced = s->cancelled = true;
+        if (s->stream)
+            pc_stream_cancel(s->stream);
+        pthread_cond_signal(&s->cond);
+        pthread_mutex_unlock(&api->mu);
+        metric_add(api->log_silences, NULL, 1);
+        vk_warn("provider GetContainerLogs went quiet without ending the log; "
+                "the response ends with what arrived",
+                "namespace=%s pod=%s container=%s quiet_s=%.0f",
+                logval(ns_v, sizeof ns_v, s->ref.namespace_),
+                logval(pod_v, sizeof pod_v, s->ref.name),
+                logval(ctr_v, sizeof ctr_v, s->msg.container), quiet);
+        log_pump(s);
         return;
-    char ns_v[LOGVAL_MAX], pod_v[LOGVAL_MAX], ctr_v[LOGVAL_MAX];
+    }
+    pthread_mutex_unlock(&api->mu);
+    metric_add(api->log_silences, NULL, 1);
     vk_warn("provider GetContainerLogs did not answer; the log request fails",
             "namespace=%s pod=%s container=%s waited_s=%.0f",
             logval(ns_v, sizeof ns_v, s->ref.namespace_), logval(pod_v, sizeof pod_v, s->ref.name),
@@ -995,6 +1050,7 @@ static void start_logs(call *c)
     ev_timer_init(&s->grace, log_grace_cb, s->msg.follow ? LOG_HEAD_GRACE : LOG_ANSWER_DEADLINE,
                   0.);
     s->grace.data = s;
+    s->active = mono_now();
     pthread_cond_init(&s->cond, NULL);
     if (!s->ref.namespace_ || !s->ref.name || !s->msg.container ||
         pthread_create(&s->thread, NULL, log_thread, s) != 0) {
@@ -1251,6 +1307,12 @@ kubelet_api *kubelet_api_new(const kubelet_api_config *cfg)
                                     "route,code");
     api->log_streams = metrics_gauge(cfg->metrics, "kubelet_api_log_streams",
                                      "Container log streams open to the provider.", NULL);
+    api->log_silences = metrics_counter(
+        cfg->metrics, "kubelet_api_log_silence_timeouts_total",
+        "Container log requests (not followed) ended because the provider sent nothing "
+        "for 10 s without ending the log: before its first chunk they fail with 504, "
+        "after it the response ends with what arrived.",
+        NULL);
     pthread_mutex_init(&api->mu, NULL);
     ev_async_init(&api->wake, wake_cb);
     api->wake.data = api;

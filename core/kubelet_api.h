@@ -30,7 +30,11 @@
  * that goes away cancels the provider's stream; a followed log has no
  * deadline. The status line waits up to a second for the provider's first
  * bytes or error, so that an unknown container is a 404; an error after
- * that (or the provider going down) cuts the response short.
+ * that (or the provider going down) cuts the response short. A log that is
+ * not followed gets 10 s for the provider's first chunk (else 504) and
+ * then 10 s at most between chunks: a provider that goes quiet without
+ * ending the log has its stream cancelled, and the response ends with
+ * what arrived (kubelet_api_log_silence_timeouts_total counts both).
  *
  * Everything but the log threads runs on the loop.
  */

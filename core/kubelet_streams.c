@@ -11,11 +11,13 @@
 
 #include "exec_bridge.h"
 #include "log.h"
+#include "logval.h"
 #include "portforward.h"
 #include "remotecommand.h"
 #include "websocket.h"
 
 #define STREAM_CREATION_TIMEOUT 30.0 /* seconds, the kubelet's default */
+#define DEFAULT_IDLE_TIMEOUT (4 * 3600.0) /* --streaming-connection-idle-timeout's default */
 #define EXPIRE_EVERY 5.0             /* seconds between port-forward pair checks */
 #define RUN_MAX_OUTPUT (4u << 20)    /* bytes /run answers at most */
 
@@ -49,6 +51,8 @@ struct conn {
     vk_buf held;           /* client bytes the session did not take yet */
     bool read_paused;
     ev_timer timer;
+    ev_timer idle;         /* the streaming connection idle timeout */
+    ev_tstamp last_active; /* loop time bytes last moved either way */
 
     vk_buf run_out;        /* /run: the command's output */
     bool run_truncated;
@@ -60,6 +64,14 @@ struct conn {
 struct kubelet_streams {
     struct ev_loop *loop;
     struct conn *conns;
+    double idle_timeout;  /* seconds; 0: none */
+    metric *idle_closed;  /* by route */
+};
+
+/* Metric labels, as kubelet_api.c names the routes. */
+static const char *const kind_names[] = {
+    [KUBELET_EXEC] = "exec", [KUBELET_ATTACH] = "attach",
+    [KUBELET_PORT_FORWARD] = "portForward", [KUBELET_RUN] = "run",
 };
 
 static void kick(struct conn *c);
@@ -70,6 +82,7 @@ static void conn_free(struct conn *c)
 {
     kubelet_streams *ks = c->ks;
     ev_timer_stop(ks->loop, &c->timer);
+    ev_timer_stop(ks->loop, &c->idle);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -118,6 +131,7 @@ static struct conn *conn_new(kubelet_streams *ks, http_request *req,
     c->uid = strdup(t->uid);
     c->container = strdup(t->container);
     ev_init(&c->timer, NULL);
+    ev_init(&c->idle, NULL);
     c->next = ks->conns;
     if (c->next)
         c->next->prev = c;
@@ -189,6 +203,7 @@ static void kick(struct conn *c)
             if (http_write(c->req, p, n) < 0)
                 break;
             sess_output_sent(c, n);
+            c->last_active = ev_now(c->ks->loop);
         }
         feed_held(c);
         bool pause = c->held.len > 0;
@@ -209,6 +224,7 @@ static void on_http_data(void *ud, const char *data, size_t len)
 {
     struct conn *c = ud;
     size_t used = 0;
+    c->last_active = ev_now(c->ks->loop);
     c->in_kick = 1; /* callbacks of the feed only mark work for kick() */
     if (!c->held.len)
         used = sess_feed(c, (const uint8_t *)data, len);
@@ -240,6 +256,46 @@ static void on_http_closed(void *ud)
 }
 
 static const http_callbacks http_cbs = {on_http_closed, on_http_writable, on_http_data};
+
+/* The kubelet's --streaming-connection-idle-timeout: a connection that
+ * moved no byte either way for that long is closed, whatever state its
+ * session is in (a provider that never answers, a command that is silent
+ * and has no input, a client that stopped reading). Like the kubelet's
+ * SPDY and WebSocket servers, any traffic counts, pings included; data
+ * queued but not taken by the client does not. Checked lazily: bytes only
+ * stamp last_active, and the timer re-arms for what is left. */
+static void on_idle(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    struct conn *c = w->data;
+    if (c->http_done)
+        return; /* only the bridges' ends are awaited */
+    double timeout = c->ks->idle_timeout;
+    ev_tstamp left = c->last_active + timeout - ev_now(loop);
+    if (left > 0) {
+        ev_timer_set(w, left, 0.);
+        ev_timer_start(loop, w);
+        return;
+    }
+    char ns_v[LOGVAL_MAX], pod_v[LOGVAL_MAX], ctr_v[LOGVAL_MAX];
+    vk_info("streaming connection idle: closing it",
+            "kind=%s namespace=%s pod=%s container=%s idle_s=%g", kind_names[c->kind],
+            logval(ns_v, sizeof ns_v, c->ns), logval(pod_v, sizeof pod_v, c->pod),
+            logval(ctr_v, sizeof ctr_v, c->container), timeout);
+    metric_add(c->ks->idle_closed, (const char *[]){kind_names[c->kind]}, 1);
+    /* As the kubelet does: drop the connection (what is queued still goes
+     * out first), and cancel what runs on the provider, as if the client
+     * had gone away. */
+    c->in_kick = 1; /* the session's callbacks below must not free c */
+    http_close(c->req);
+    c->http_done = true;
+    if (c->rc)
+        rc_connection_lost(c->rc);
+    else if (c->pf)
+        pf_connection_lost(c->pf);
+    c->in_kick = 0;
+    maybe_free(c);
+}
 
 /* ---- exec and attach ------------------------------------------------------------- */
 
@@ -709,6 +765,12 @@ void kubelet_streams_upgrade(void *ud, http_request *req, const kubelet_stream_t
 
     http_upgrade(req, head.data, head.len, &http_cbs, c);
     vk_buf_free(&head);
+    c->last_active = ev_now(ks->loop);
+    if (ks->idle_timeout > 0) {
+        ev_timer_init(&c->idle, on_idle, ks->idle_timeout, 0.);
+        c->idle.data = c;
+        ev_timer_start(ks->loop, &c->idle);
+    }
     c->timer.data = c;
     if (c->rc && !websocket) {
         ev_timer_init(&c->timer, on_creation_timeout, STREAM_CREATION_TIMEOUT, 0);
@@ -729,9 +791,25 @@ void kubelet_streams_upgrade(void *ud, http_request *req, const kubelet_stream_t
 kubelet_streams *kubelet_streams_new(struct ev_loop *loop)
 {
     kubelet_streams *ks = calloc(1, sizeof *ks);
-    if (ks)
-        ks->loop = loop;
+    if (!ks)
+        return NULL;
+    ks->loop = loop;
+    ks->idle_timeout = DEFAULT_IDLE_TIMEOUT;
     return ks;
+}
+
+void kubelet_streams_set_idle_timeout(kubelet_streams *ks, double seconds)
+{
+    ks->idle_timeout = seconds > 0 ? seconds : 0;
+}
+
+void kubelet_streams_set_metrics(kubelet_streams *ks, metrics *m)
+{
+    ks->idle_closed = metrics_counter(
+        m, "kubelet_api_stream_idle_timeouts_total",
+        "Exec, attach and port-forward connections closed by "
+        "--streaming-connection-idle-timeout, by route.",
+        "route");
 }
 
 void kubelet_streams_free(kubelet_streams *ks)

@@ -283,6 +283,8 @@ static int start_kubelet_api(core *c, const flags *f)
     c->streams = kubelet_streams_new(c->loop);
     if (!c->api || !c->streams)
         return -1;
+    kubelet_streams_set_idle_timeout(c->streams, f->streaming_idle_timeout_ms / 1000.0);
+    kubelet_streams_set_metrics(c->streams, c->metrics);
     kubelet_api_set_upgrade(c->api, kubelet_streams_upgrade, c->streams);
     supervisor_listener l = kubelet_api_listener(c->api);
     if (supervisor_listen(c->supervisor, &l) < 0)

@@ -6,6 +6,8 @@
  *   delay METHOD MS          sleep before the call
  *   error METHOD CODE [MSG]  fail the call (CODE: a gRPC code name or number)
  *   hang METHOD              block until the caller gives up
+ *   log-silence-after N      GetContainerLogs sends N lines, then nothing,
+ *                            and never ends the log until the caller gives up
  *   condition TYPE STATUS    override a node condition
  *
  * METHOD is a short RPC name ("CreatePod") or '*'. For one call, the
@@ -42,6 +44,7 @@ typedef struct fault_set {
     rule *rules;
     size_t n_rules;
     int64_t crash_after;
+    int64_t log_silence_after; /* -1: none */
     mock_condition conds[MAX_CONDITIONS];
     size_t n_conds;
 } fault_set;
@@ -125,6 +128,10 @@ static const char *parse_line(fault_set *fs, char *p)
         snprintf(fs->conds[i].status, sizeof fs->conds[i].status, "%s", status);
         if (i == fs->n_conds)
             fs->n_conds++;
+    } else if (strcmp(d, "log-silence-after") == 0) {
+        char *n = word(&p);
+        if (!n || mock_parse_int(n, 0, INT64_MAX, &fs->log_silence_after) < 0)
+            return "usage: log-silence-after N (N >= 0)";
     } else if (strcmp(d, "crash-after") == 0) {
         char *n = word(&p);
         if (!n || mock_parse_int(n, 1, INT64_MAX, &fs->crash_after) < 0)
@@ -161,7 +168,7 @@ static const char *parse_line(fault_set *fs, char *p)
         fs->rules = rules;
         fs->rules[fs->n_rules++] = r;
     } else {
-        return "unknown directive (crash-after, delay, error, hang, condition)";
+        return "unknown directive (crash-after, delay, error, hang, log-silence-after, condition)";
     }
     return word(&p) ? "unexpected words at the end of the line" : NULL;
 }
@@ -175,6 +182,8 @@ static fault_set *parse_file(const char *file)
         return NULL;
     }
     fault_set *fs = calloc(1, sizeof *fs);
+    if (fs)
+        fs->log_silence_after = -1;
     char *line = NULL;
     size_t cap = 0;
     int lineno = 0, errors = fs ? 0 : 1;
@@ -265,6 +274,19 @@ static bool pause_call(vk_ctx *ctx, int64_t ms)
         nanosleep(&ts, NULL);
     }
     return false;
+}
+
+int64_t faults_log_silence_after(void)
+{
+    pthread_mutex_lock(&lock);
+    int64_t n = current ? current->log_silence_after : -1;
+    pthread_mutex_unlock(&lock);
+    return n;
+}
+
+void faults_hang(vk_ctx *ctx)
+{
+    pause_call(ctx, -1);
 }
 
 int mock_before_call(vk_ctx *ctx, const char *method)

@@ -33,6 +33,8 @@ typedef struct writer {
     vk_buf buf;
     int64_t left; /* bytes still allowed, -1: no limit */
     bool timestamps;
+    int64_t quiet_after; /* the log-silence-after fault: lines, -1: none */
+    int64_t lines;       /* written so far */
 } writer;
 
 static int64_t interval_ns(void)
@@ -118,8 +120,8 @@ static int flush(writer *w)
     return rc;
 }
 
-/* Write line k. 0 to go on, 1 when the byte limit is reached, -1 when the
- * user is gone. */
+/* Write line k. 0 to go on, 1 when the byte limit is reached, 2 when the
+ * log-silence-after fault says to go quiet, -1 when the user is gone. */
 static int emit(writer *w, const source *s, int64_t k)
 {
     int64_t t = s->start + (k - 1) * interval_ns();
@@ -141,6 +143,8 @@ static int emit(writer *w, const source *s, int64_t k)
         }
         w->left -= added;
     }
+    if (w->quiet_after >= 0 && ++w->lines >= w->quiet_after)
+        return flush(w) < 0 ? -1 : 2;
     return w->buf.len >= CHUNK ? flush(w) : 0;
 }
 
@@ -180,7 +184,7 @@ int mock_container_logs(vk_ctx *ctx, const char *ns, const char *pod,
         return rc;
 
     writer w = {.out = out, .buf = VK_BUF_INIT, .left = opt->limit_bytes,
-                .timestamps = opt->timestamps};
+                .timestamps = opt->timestamps, .quiet_after = faults_log_silence_after()};
     int64_t now = mock_now_ns();
     int64_t n = lines_at(&s, now);
     int64_t first = n > MAX_LINES ? n - MAX_LINES + 1 : 1;
@@ -195,7 +199,7 @@ int mock_container_logs(vk_ctx *ctx, const char *ns, const char *pod,
     if (opt->tail_lines >= 0 && n - opt->tail_lines + 1 > first)
         first = n - opt->tail_lines + 1;
 
-    int sent = w.left == 0 ? 1 : emit_range(&w, &s, first, n);
+    int sent = w.quiet_after == 0 ? 2 : w.left == 0 ? 1 : emit_range(&w, &s, first, n);
     bool follow = opt->follow && !opt->previous;
     while (sent == 0 && follow && !(s.end && lines_at(&s, INT64_MAX) <= n)) {
         if (!wait_line(ctx, ns, &s, n + 1))
@@ -204,6 +208,8 @@ int mock_container_logs(vk_ctx *ctx, const char *ns, const char *pod,
         sent = emit_range(&w, &s, n + 1, m);
         n = m;
     }
+    if (sent == 2) /* a provider that never ends the log, followed or not */
+        faults_hang(ctx);
     vk_buf_free(&w.buf);
     free(s.uid);
     if (sent < 0 || vk_ctx_cancelled(ctx))

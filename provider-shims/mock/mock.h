@@ -118,5 +118,9 @@ void faults_free(void);
 /* Copy the node condition overrides out; returns how many. */
 size_t faults_conditions(mock_condition *out, size_t max);
 int mock_before_call(vk_ctx *ctx, const char *method);
+/* log-silence-after: lines a log sends before it goes quiet, -1: none. */
+int64_t faults_log_silence_after(void);
+/* Block until the caller cancels the call (or its deadline passes). */
+void faults_hang(vk_ctx *ctx);
 
 #endif
