@@ -43,6 +43,7 @@ fi
 
 if [ -z "$only" ] || [ "$only" = unit ]; then
     run "docs/readme-example" 10 tests/readme-example.sh
+    run "docs/metrics" 10 tests/docs-metrics.sh
 fi
 
 # Every fuzz target over its seeds and regressions, once (tests/fuzz). The
