@@ -284,6 +284,14 @@ static void start_failed(cri_pod *p, cri_ctr *c, const char *reason, const char 
                 p->ns, p->name, c->spec->name, reason, msg);
     c->failure = hash;
     UNLOCKED(vk_core_emit_event(provider, p->ns, p->name, p->uid, "Warning", "Failed", msg));
+    /* The kubelet's words for the wait that follows a failed pull, which
+     * `kubectl describe pod` shows next to the failure. */
+    if (strcmp(reason, "ErrImagePull") == 0) {
+        char backoff[600];
+        snprintf(backoff, sizeof backoff, "Back-off pulling image \"%s\"", c->spec->image);
+        UNLOCKED(vk_core_emit_event(provider, p->ns, p->name, p->uid, "Normal", "BackOff",
+                                    backoff));
+    }
 }
 
 /* Container names (container, pod, namespace, uid, attempt) are unique in

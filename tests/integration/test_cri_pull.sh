@@ -319,6 +319,9 @@ wait_refused() { # POD: waits in ErrImagePull/ImagePullBackOff with a Warning na
     done
     grep -q "$ref" <<<"$ev" || fail "pod $1: the Warning does not name the image: $ev"
     grep -qi '401 Unauthorized' <<<"$ev" || fail "pod $1: the Warning does not name the refusal: $ev"
+    # and, as the kubelet's, a Normal event says the next pull waits
+    grep -qF "Normal BackOff: Back-off pulling image \"$ref\"" <<<"$(wait_events "$1" '^Normal BackOff: ')" ||
+        fail "pod $1: no Back-off pulling image event"
     [ "$(jp "$1" '{.status.phase}')" = Pending ] || fail "pod $1: phase $(jp "$1" '{.status.phase}')"
     [ -z "$(jp "$1" '{.status.containerStatuses[0].state.running}')" ] || fail "pod $1 runs"
     msg=$(jp "$1" '{.status.containerStatuses[0].state.waiting.message}')
