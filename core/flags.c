@@ -138,8 +138,10 @@ static int set(char **field, const char *value)
 
 int flags_parse_duration(const char *s, int *ms)
 {
+    /* Go's units (time.ParseDuration), as the kubelet's flags take them. */
     static const struct { const char *name; double ms; } units[] = {
-        {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000},
+        {"ns", 1e-6}, {"us", 1e-3}, {"\xc2\xb5s", 1e-3}, {"ms", 1}, {"s", 1000},
+        {"m", 60000}, {"h", 3600000},
     };
     double total = 0;
 
@@ -168,9 +170,10 @@ int flags_parse_duration(const char *s, int *ms)
         s += strlen(units[u].name);
         total += v * units[u].ms;
         if (total > INT_MAX)
-            return -1;
+            return -2;
     }
-    *ms = (int)total;
+    /* A positive duration under a millisecond is not "none". */
+    *ms = total > 0 && total < 1 ? 1 : (int)total;
     return 0;
 }
 
@@ -299,7 +302,12 @@ static char *default_socket_dir(const char *node, const char *user)
 
 static int set_duration(FILE *err, const char *name, const char *value, int *ms, int min)
 {
-    if (flags_parse_duration(value, ms) < 0) {
+    int rc = flags_parse_duration(value, ms);
+    if (rc == -2) {
+        bad(err, "--%s: \"%s\" is too long (at most %dh)", name, value, INT_MAX / 3600000);
+        return -1;
+    }
+    if (rc < 0) {
         bad(err, "--%s: bad duration \"%s\" (examples: 500ms, 2s, 1m)", name, value);
         return -1;
     }

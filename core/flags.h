@@ -61,8 +61,9 @@ enum flags_result {
 enum flags_result flags_parse(flags *f, int argc, char **argv, FILE *out, FILE *err);
 void flags_free(flags *f);
 
-/* "1m30s" -> 90000. 0, or -1 for anything else (no unit, negative,
- * beyond INT_MAX milliseconds, a unit below milliseconds). */
+/* "1m30s" -> 90000, in Go's syntax (units ns, us, ms, s, m, h); a
+ * positive duration under 1 ms is 1 ms. 0; -2 beyond INT_MAX
+ * milliseconds (596h); -1 for anything else (no unit, a sign). */
 int flags_parse_duration(const char *s, int *ms);
 
 #endif

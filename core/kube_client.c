@@ -1383,6 +1383,7 @@ void kube_client_free(struct kube_client *c)
         c->stats.queued--;
         complete(c, r, 0, "cancelled");
     }
+    publish(c);
     while ((r = c->ready.head)) {
         list_remove(&c->ready, r);
         landed(c, r);

@@ -140,6 +140,7 @@ struct log_stream {
     size_t bytes;
     bool cancelled, finished, on_ready;
     bool silenced;            /* ended at LOG_ANSWER_DEADLINE after chunks came */
+    bool cut;                 /* silenced with a chunk the ring had no room for */
     bool held_back;           /* the thread waits for room in the ring */
     double active;            /* mono_now() of the provider's last chunk, or of
                                * the end of a wait for room */
@@ -793,17 +794,25 @@ static void *log_thread(void *arg)
             s->held_back = false;
             s->active = mono_now();
             bool stop = s->cancelled;
-            if (!stop) {
+            bool room = s->count < LOG_QUEUE_CHUNKS && s->bytes < LOG_QUEUE_BYTES;
+            /* A chunk that was on its way when the silence deadline
+             * ended the log still reaches the client; without room for
+             * it the log is cut, and must not end as if complete. */
+            bool keep = !stop || (s->silenced && room);
+            if (keep) {
                 s->ring[(s->head + s->count++) % LOG_QUEUE_CHUNKS] = chunk;
                 s->bytes += chunk->data.len;
                 log_notify_locked(s);
+            } else if (s->silenced) {
+                s->cut = true;
             }
             pthread_mutex_unlock(&api->mu);
-            if (stop) {
+            if (!keep)
                 protobuf_c_message_free_unpacked(m, NULL);
+            else
+                ev_async_send(api->loop, &api->wake);
+            if (stop)
                 break;
-            }
-            ev_async_send(api->loop, &api->wake);
         }
         code = pc_stream_finish(ps, &st);
         if (n < 0 && code == VK_OK)
@@ -901,9 +910,11 @@ static void log_pump(log_stream *s)
     pthread_mutex_unlock(&api->mu);
     if (!done)
         return;
-    if (s->req && s->head_sent && (s->code == VK_OK || s->silenced) && !s->provider_gone) {
+    bool complete = s->code == VK_OK || (s->silenced && !s->cut && s->code == VK_CANCELLED);
+    if (s->req && s->head_sent && complete && !s->provider_gone) {
         /* Silenced: the client gets what arrived as a complete log, as
-         * the kubelet's file would have given it; the warning says more. */
+         * the kubelet's file would have given it; the warning says more.
+         * Another error that came with the silence still cuts it. */
         http_stream_end(s->req);
     } else if (s->req && s->head_sent) {
         /* The status line is gone already: cutting the body short is the

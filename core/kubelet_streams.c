@@ -52,6 +52,7 @@ struct conn {
     bool read_paused;
     ev_timer timer;
     ev_timer idle;         /* the streaming connection idle timeout */
+    double idle_timeout;   /* its length, as it was at the upgrade */
     ev_tstamp last_active; /* loop time bytes last moved either way */
 
     vk_buf run_out;        /* /run: the command's output */
@@ -270,7 +271,7 @@ static void on_idle(struct ev_loop *loop, ev_timer *w, int revents)
     struct conn *c = w->data;
     if (c->http_done)
         return; /* only the bridges' ends are awaited */
-    double timeout = c->ks->idle_timeout;
+    double timeout = c->idle_timeout;
     ev_tstamp left = c->last_active + timeout - ev_now(loop);
     if (left > 0) {
         ev_timer_set(w, left, 0.);
@@ -766,6 +767,7 @@ void kubelet_streams_upgrade(void *ud, http_request *req, const kubelet_stream_t
     http_upgrade(req, head.data, head.len, &http_cbs, c);
     vk_buf_free(&head);
     c->last_active = ev_now(ks->loop);
+    c->idle_timeout = ks->idle_timeout;
     if (ks->idle_timeout > 0) {
         ev_timer_init(&c->idle, on_idle, ks->idle_timeout, 0.);
         c->idle.data = c;

@@ -44,11 +44,13 @@
 #define FLOOD_CHANGES_PER_S 10
 #define FLOOD_INTERVAL_S 1.0
 #define FLOOD_WARN_EVERY_S 60.0
-/* Requests (PUT, or GET after a conflict) out at once by default. More
- * would only wait in the API client's FIFO, each with a body built from
- * a status that may be stale by the time it leaves, and fill that FIFO
- * for the deletes and events that share it; a slot waiting here instead
- * writes its newest status when its turn comes. */
+/* Requests (PUT, or GET after a conflict) out at once by default: a
+ * little over the API client's in-flight cap (100), so the wire stays
+ * full while answers are handled, and no more: beyond, writes would wait
+ * in the client's FIFO, each with a body built from a status that may be
+ * stale by the time it leaves, and fill that FIFO for the deletes and
+ * events that share it. A slot waiting here instead writes its newest
+ * status when its turn comes. */
 #define DEFAULT_MAX_OUT 150
 #define STR_(x) #x
 #define STR(x) STR_(x)
@@ -277,6 +279,15 @@ static void ended(slot *s)
     publish(ps);
     if (ps->wait_head)
         admit_soon(ps);
+}
+
+/* evaluate(s) as if its turn had come (a place must be free). */
+static void evaluate_now(slot *s)
+{
+    bool was = s->ps->admitting;
+    s->ps->admitting = true;
+    evaluate(s);
+    s->ps->admitting = was;
 }
 
 static void admit_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -632,7 +643,9 @@ static void read_done(const struct kube_response *resp, void *ud)
         return;
     }
     s->dirty = false;
-    evaluate(s);
+    /* The write the re-read was for goes now, in the place the GET had:
+     * behind the waiting slots, the copy would be stale by its turn. */
+    evaluate_now(s);
 }
 
 static void reread(slot *s)

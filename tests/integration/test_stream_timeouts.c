@@ -632,9 +632,12 @@ START_TEST(flag_parses_like_the_kubelets)
     ck_assert_int_eq(ms, 90000);
     ck_assert_int_eq(parse("--streaming-connection-idle-timeout=0", &ms), FLAGS_RUN);
     ck_assert_int_eq(ms, 0);
+    /* Under a millisecond is still a limit, not "none". */
+    ck_assert_int_eq(parse("--streaming-connection-idle-timeout=500us", &ms), FLAGS_RUN);
+    ck_assert_int_eq(ms, 1);
 
     /* Bad values: exit status 2 and one line naming the flag. */
-    const char *bad[] = {"=5", "=-1s", "=4x", "=", "=1us"};
+    const char *bad[] = {"=5", "=-1s", "=4x", "=", "=1y"};
     char core[512];
     snprintf(core, sizeof core, "%s/vkc-core", harness_bin_dir());
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -648,6 +651,13 @@ START_TEST(flag_parses_like_the_kubelets)
                       "%s: %s", flag, out.data);
         vk_buf_free(&out);
     }
+    /* Longer than the int of milliseconds holds: said so, not "bad". */
+    char *too_long[] = {core, "--nodename", "n", "--provider-socket", "/tmp/x.sock",
+                        "--streaming-connection-idle-timeout=720h", NULL};
+    vk_buf tl = VK_BUF_INIT;
+    ck_assert_int_eq(harness_run(too_long, &tl), 2);
+    ck_assert_msg(strstr(tl.data, "\"720h\" is too long (at most 596h)"), "%s", tl.data);
+    vk_buf_free(&tl);
     char *help[] = {core, "--help", NULL};
     vk_buf out = VK_BUF_INIT;
     ck_assert_int_eq(harness_run(help, &out), 0);
