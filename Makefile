@@ -122,6 +122,12 @@ $(TBIN)/%: $(OBJ)/tests/unit/%.o $(TEST_LINK)
 	@mkdir -p $(TBIN)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CHECK_LIBS)
 
+# test_podstatus compiles core/podstatus.c in, its API client calls renamed
+# to a fake: it links everything else.
+$(TBIN)/test_podstatus: $(OBJ)/tests/unit/test_podstatus.o $(filter-out $(OBJ)/core/podstatus.o,$(TEST_LINK))
+	@mkdir -p $(TBIN)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CHECK_LIBS)
+
 # Unit tests of vkc-provider-cri's pure parts link those parts too.
 CRI_UNIT_OBJ := $(addprefix $(OBJ)/cri-provider/,atomic_writer.o payload.o pullcreds.o)
 

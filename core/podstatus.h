@@ -15,6 +15,8 @@
  * Rules:
  *   - at most one write in flight per pod; a newer status replaces an
  *     unsent older one;
+ *   - at most max_writes requests out in all; pods beyond wait their turn,
+ *     first come first served, and then write their newest status;
  *   - nothing is written when the API already shows the status, ignoring
  *     conditions' lastTransitionTime/lastProbeTime and empty fields;
  *   - never backwards: a terminal phase (Succeeded, Failed) is final, and
@@ -26,7 +28,8 @@
  *     scheduler, readiness gates), qosClass and startTime are kept from
  *     the API when the status has none.
  *
- * Counted in status_writes_total{result="ok|conflict|not_found|error"}.
+ * Counted in status_writes_total{result="ok|conflict|not_found|error"};
+ * status_writes_pending{state="out|waiting"} shows the line.
  */
 #ifndef VKC_CORE_PODSTATUS_H
 #define VKC_CORE_PODSTATUS_H
