@@ -790,7 +790,9 @@ START_TEST(logs_tail_timestamps_limit_follow)
     vk_status_clear(&s);
     vk_call_free(c);
 
-    /* A follow the user leaves ends at once, however quiet the plugin. */
+    /* A follow the user leaves ends at once, however quiet the plugin: it
+     * would otherwise last as long as the pod. The bound is wide for a
+     * loaded machine. */
     c = logs_call("chatty", "app", 1, -1, true, false);
     memset(t, 0, sizeof *t);
     recv_logs(c, t, 1);
@@ -801,7 +803,7 @@ START_TEST(logs_tail_timestamps_limit_follow)
     Vkc__Provider__V1__PingRequest ping = VKC__PROVIDER__V1__PING_REQUEST__INIT;
     ck_assert_int_eq(unary("Ping", &ping.base, &vkc__provider__v1__ping_response__descriptor, NULL,
                            NULL), VK_OK);
-    ck_assert_int_lt(harness_now_ms() - left, 3000);
+    ck_assert_int_lt(harness_now_ms() - left, 10000);
 
     /* Follow: new lines arrive, and the stream ends when the pod goes. */
     memset(t, 0, sizeof *t);
@@ -811,10 +813,12 @@ START_TEST(logs_tail_timestamps_limit_follow)
     recv_logs(c, t, 1);
     ck_assert_int_gt(count_lines(t->data), before);
     ck_assert_int_eq(pod_call("DeletePod", plain_doc("chatty", UID_WEB, NULL), NULL), VK_OK);
+    /* Without the delete the follow would never end; on a loaded machine
+     * the plugin and curl's progress check may each take a while. */
     long began = harness_now_ms();
     recv_logs(c, t, -1);
     ck_assert_int_eq(vk_call_finish(c, NULL), VK_OK);
-    ck_assert_int_lt(harness_now_ms() - began, 5000);
+    ck_assert_int_lt(harness_now_ms() - began, 15000);
     vk_call_free(c);
     free(t);
     stop_shim();

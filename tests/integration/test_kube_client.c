@@ -695,6 +695,10 @@ START_TEST(rate_limit_spaces_requests)
 {
     struct kube_client *c = client(&admin_cfg, &(struct kube_client_opts){.qps = 5, .burst = 1});
     struct result r[10] = {0};
+    /* The client reads the loop's clock (ev_now), which last moved in
+     * setup: on a loaded machine that can be long ago, and the waits
+     * measured here would seem short by as much. */
+    ev_now_update(loop);
     double t0 = mono();
     for (int i = 0; i < 10; i++)
         ck_assert(kube_request(c, "GET", "/version", NULL, NULL, 0, 0, on_result, &r[i]) > 0);
@@ -749,7 +753,10 @@ END_TEST
 
 START_TEST(rate_limit_queue_bound_and_free)
 {
-    struct kube_client_opts o = {.qps = 0.5, .burst = 1, .queue_max = 3};
+    /* One token every 10 s: the three waiting requests are still waiting
+     * when the client is freed, however long the first one takes on a
+     * loaded machine (at 0.5 qps the second could leave after 2 s). */
+    struct kube_client_opts o = {.qps = 0.1, .burst = 1, .queue_max = 3};
     struct kube_client *c = client(&admin_cfg, &o);
     struct result r[10] = {0};
     int accepted = 0;
@@ -778,17 +785,20 @@ END_TEST
 START_TEST(queue_deadline)
 {
     /* A request whose deadline passes while it waits for a token fails
-     * then, not when its turn comes. */
-    struct kube_client *c = client(&admin_cfg, &(struct kube_client_opts){.qps = 0.2, .burst = 1});
+     * then, not when its turn comes. Its turn is 20 s away (0.05 qps), so
+     * the bound can leave a loaded machine plenty of room and still tell
+     * the two apart. */
+    struct kube_client *c = client(&admin_cfg, &(struct kube_client_opts){.qps = 0.05, .burst = 1});
     struct result first = {0}, late = {0};
+    ev_now_update(loop); /* deadlines count from the loop's clock: see above */
     ck_assert(kube_request(c, "GET", "/version", NULL, NULL, 0, 0, on_result, &first) > 0);
     double t0 = mono();
     ck_assert(kube_request(c, "GET", "/version", NULL, NULL, 0, 300, on_result, &late) > 0);
-    AWAIT(late.calls == 1, 10);
+    AWAIT(late.calls == 1, 19);
     double took = mono() - t0;
     ck_assert_int_eq(late.status, 0);
     ck_assert_msg(strstr(late.error, "rate limit"), "error: %s", late.error);
-    ck_assert_msg(took >= 0.25 && took < 4.5, "took %.3fs", took);
+    ck_assert_msg(took >= 0.25 && took < 15, "took %.3fs", took);
     AWAIT(first.calls == 1, 20);
     result_free(&first);
     result_free(&late);
@@ -823,6 +833,10 @@ START_TEST(timeout_cancel_and_free)
     struct kube_client *c = client(&cfg, &unlimited);
 
     struct result r = {0}, cancelled = {0}, pending = {0};
+    /* Deadlines count from the loop's clock (ev_now), which last moved in
+     * setup: bring it to now, or the 500 ms would seem to end early by as
+     * long as setup took on a loaded machine. */
+    ev_now_update(loop);
     double t0 = mono();
     ck_assert(kube_request(c, "GET", "/version", NULL, NULL, 0, 500, on_result, &r) > 0);
     int64_t id = kube_request(c, "GET", "/version", NULL, NULL, 0, 5000, on_result, &cancelled);

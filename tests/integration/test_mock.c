@@ -392,7 +392,7 @@ START_TEST(exit_code_annotation)
     ck_assert_int_eq(pod_call("CreatePod", pod_doc("done", "u3", "OnFailure", ok), NULL), VK_OK);
     ck_assert(watch_until(c, "u1", "Failed")); /* pushed, not polled */
     end_call(c);
-    EVENTUALLY(has_phase("done", "Succeeded"), 3000);
+    EVENTUALLY(has_phase("done", "Succeeded"), 10000);
 
     int code;
     yajl_val st = status_of("never", &code);
@@ -578,13 +578,17 @@ START_TEST(logs_tail_limit_follow)
     vk_call_free(c);
     ck_assert_uint_eq(t->len, 10);
 
-    /* Follow: new lines keep coming until the reader cancels. */
+    /* Follow: new lines keep coming until the reader cancels. Three lines
+     * take 150 ms; the bound only shows they are streamed, not held back,
+     * and leaves a loaded machine room for the call's set-up. */
     memset(t, 0, sizeof *t);
     c = logs_call("chatty", "app", 0, -1, true);
     long began = harness_now_ms();
     recv_logs(c, t, 3);
-    ck_assert_int_eq(count_lines(t), 3);
-    ck_assert_int_lt(harness_now_ms() - began, 2000);
+    /* At least three: a follower that fell behind sends the lines it
+     * missed together, so the last chunk may hold more. */
+    ck_assert_int_ge(count_lines(t), 3);
+    ck_assert_int_lt(harness_now_ms() - began, 10000);
     vk_call_cancel(c);
     ck_assert_int_eq(vk_call_finish(c, NULL), VK_CANCELLED);
     vk_call_free(c);
@@ -779,7 +783,8 @@ START_TEST(exec_builtins)
     ck_assert_str_eq(r->err.data, "mock: unsupported command\n");
     free(r);
 
-    /* A sleeping command ends when the user goes away. */
+    /* A sleeping command ends when the user goes away: well before its
+     * 30 s (the bound is wide for a loaded machine). */
     const char *sleep_[] = {"sleep", "30"};
     vk_call *c = exec_start("ExecInContainer", sleep_, 2, false, false);
     vk_call_close_send(c);
@@ -788,7 +793,7 @@ START_TEST(exec_builtins)
     vk_call_cancel(c);
     ck_assert_int_eq(vk_call_finish(c, NULL), VK_CANCELLED);
     vk_call_free(c);
-    ck_assert_int_lt(harness_now_ms() - began, 2000);
+    ck_assert_int_lt(harness_now_ms() - began, 10000);
 
     /* yes writes its words without end, whole lines per message, and
      * stops when the user goes away: the call's thread in the mock ends. */
@@ -806,7 +811,9 @@ START_TEST(exec_builtins)
     vk_call_free(c);
     ck_assert(!r->exited);
     free(r);
-    for (long end = harness_now_ms() + 2000; mock_threads() >= running && harness_now_ms() < end;)
+    /* The thread ends once the mock has seen the cancel: poll for it, with
+     * room for a loaded machine. */
+    for (long end = harness_now_ms() + 10000; mock_threads() >= running && harness_now_ms() < end;)
         harness_sleep_ms(10);
     ck_assert_int_lt(mock_threads(), running);
 
@@ -951,28 +958,31 @@ START_TEST(fault_error_and_reload)
     /* SIGHUP swaps the rules; a broken file keeps the old ones. */
     write_file(m.faults, "error * 5\n");
     kill(m.pid, SIGHUP);
-    EVENTUALLY(ping(T) == VK_NOT_FOUND, 3000);
+    EVENTUALLY(ping(T) == VK_NOT_FOUND, 10000);
     write_file(m.faults, "error Ping BOGUS\n");
     kill(m.pid, SIGHUP);
     harness_sleep_ms(200);
     ck_assert_int_eq(ping(T), VK_NOT_FOUND);
     write_file(m.faults, "");
     kill(m.pid, SIGHUP);
-    EVENTUALLY(create("a", "u1") == VK_OK, 3000);
+    EVENTUALLY(create("a", "u1") == VK_OK, 10000);
     stop();
 }
 END_TEST
 
 START_TEST(fault_delay)
 {
-    start("delay GetNode 300\n", NULL);
+    /* Only GetNode is delayed. The delay is long enough that an undelayed
+     * Ping stays well below it on a loaded machine (300 ms left it little
+     * room). */
+    start("delay GetNode 2000\n", NULL);
     long began = harness_now_ms();
     Vkc__Provider__V1__Node *n = get_node();
-    ck_assert_int_ge(harness_now_ms() - began, 300);
+    ck_assert_int_ge(harness_now_ms() - began, 2000);
     protobuf_c_message_free_unpacked(&n->base, NULL);
     began = harness_now_ms();
     ck_assert_int_eq(ping(T), VK_OK);
-    ck_assert_int_lt(harness_now_ms() - began, 300);
+    ck_assert_int_lt(harness_now_ms() - began, 2000);
     stop();
 }
 END_TEST
@@ -980,9 +990,11 @@ END_TEST
 START_TEST(fault_hang)
 {
     start("hang Ping\n", NULL);
+    /* The caller's deadline ends the hung call: DEADLINE_EXCEEDED, and
+     * long before the case's time limit (wide for a loaded machine). */
     long began = harness_now_ms();
     ck_assert_int_eq(ping(300), VK_DEADLINE_EXCEEDED);
-    ck_assert_int_lt(harness_now_ms() - began, 2000);
+    ck_assert_int_lt(harness_now_ms() - began, 10000);
     ck_assert_int_eq(create("a", "u1"), VK_OK);
     stop(); /* and it still stops cleanly */
 }
@@ -998,7 +1010,7 @@ START_TEST(fault_crash_after)
     ck_assert_int_eq(ping(T), VK_OK);
     ck_assert_int_eq(ping(T), VK_OK);
     ck_assert_int_eq(ping(T), VK_UNAVAILABLE);
-    int status = reap(5000);
+    int status = reap(10000);
     ck_assert_msg(status != -1 && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
                   "expected death by SIGKILL, status 0x%x", status);
     stop();
@@ -1037,9 +1049,14 @@ START_TEST(sigterm_with_open_streams)
     const char *cat[] = {"cat"};
     vk_call *ex = exec_start("ExecInContainer", cat, 1, true, false);
     harness_sleep_ms(200);
+    /* The follow and the cat never end on their own: the SDK gives running
+     * calls its stop grace (STOP_GRACE_MS, 3 s) and then cancels them. So
+     * a stop takes about 3 s here; the bound shows the open streams do not
+     * hold it up beyond that, with room for a loaded machine (a 5 s bound
+     * left only 2 s of slack). stop() itself gives up at 10 s. */
     long began = harness_now_ms();
     stop();
-    ck_assert_int_lt(harness_now_ms() - began, 5000);
+    ck_assert_int_lt(harness_now_ms() - began, 9000);
     end_call(logs);
     end_call(ex);
 }

@@ -31,7 +31,9 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-/* Poll cond for up to ms milliseconds. */
+/* Poll cond for up to ms milliseconds (at least: each step sleeps 10 ms
+ * or more). The waits below are for other threads, which a loaded machine
+ * or ASan may hold back for seconds: 10 s, bounding only a failing test. */
 #define EVENTUALLY(cond, ms)                                   \
     do {                                                       \
         for (int waited_ = 0; !(cond) && waited_ < (ms); waited_ += 10) \
@@ -564,11 +566,11 @@ START_TEST(bad_input_is_logged_once)
     in.input_case = VKC__PROVIDER__V1__EXEC_INPUT__INPUT_START;
     in.start = &start;
     ck_assert_int_eq(vk_call_send(c, &in.base), 0);
-    EVENTUALLY(exec_blocked, 5000);
+    EVENTUALLY(exec_blocked, 10000);
     send_junk(c);
     ck_assert_int_eq(end_stream(c, &st), VK_INVALID_ARGUMENT);
     vk_status_clear(&st);
-    EVENTUALLY(exec_returned, 5000);
+    EVENTUALLY(exec_returned, 10000);
 
     char *log = log_capture_end(&cap);
     ck_assert_int_eq(lines_with(log, "malformed request", "method=" P "CreatePod "), 1);
@@ -791,7 +793,7 @@ START_TEST(watch_pod_status_initial_then_coalesced)
     protobuf_c_message_free_unpacked(&e->base, NULL);
 
     /* Sent to the only watcher, so the tombstones go. */
-    EVENTUALLY(table_tombstones() == 0, 2000);
+    EVENTUALLY(table_tombstones() == 0, 10000);
     ck_assert_uint_eq(table_entries(), 0);
 
     vk_call_cancel(c);
@@ -885,7 +887,7 @@ START_TEST(logs_stream_backpressure_and_cancel)
     ck_assert(!logs_done);
 
     vk_call_cancel(c);
-    EVENTUALLY(logs_done, 5000);
+    EVENTUALLY(logs_done, 10000);
     ck_assert_int_eq(logs_write_after_gone, -1);
     ck_assert_int_eq(end_stream(c, NULL), VK_CANCELLED);
 }
@@ -1000,10 +1002,10 @@ START_TEST(exec_sees_the_user_go_away)
     in.input_case = VKC__PROVIDER__V1__EXEC_INPUT__INPUT_START;
     in.start = &start;
     send_exec(c, &in);
-    EVENTUALLY(exec_blocked, 5000);
+    EVENTUALLY(exec_blocked, 10000);
     sleep_ms(50);
     vk_call_cancel(c);
-    EVENTUALLY(exec_cancel_seen, 5000);
+    EVENTUALLY(exec_cancel_seen, 10000);
     ck_assert_int_eq(end_stream(c, NULL), VK_CANCELLED);
 }
 END_TEST
@@ -1023,7 +1025,7 @@ START_TEST(exec_malformed_input_is_invalid_argument)
     in.input_case = VKC__PROVIDER__V1__EXEC_INPUT__INPUT_START;
     in.start = &start;
     send_exec(c, &in);
-    EVENTUALLY(exec_blocked, 5000);
+    EVENTUALLY(exec_blocked, 10000);
     /* Field 1 as a varint, where ExecInput has a message: does not decode. */
     Vkc__Provider__V1__HandshakeRequest junk = VKC__PROVIDER__V1__HANDSHAKE_REQUEST__INIT;
     junk.protocol_version = 1;
@@ -1034,7 +1036,7 @@ START_TEST(exec_malformed_input_is_invalid_argument)
     ck_assert_int_eq(end_stream(c, &st), VK_INVALID_ARGUMENT);
     ck_assert_ptr_nonnull(strstr(st.message, "malformed"));
     vk_status_clear(&st);
-    EVENTUALLY(exec_returned, 5000); /* its reads returned -1 */
+    EVENTUALLY(exec_returned, 10000); /* its reads returned -1 */
 }
 END_TEST
 

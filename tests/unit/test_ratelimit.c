@@ -176,6 +176,10 @@ static Suite *suite(void)
 {
     Suite *s = suite_create("ratelimit");
     TCase *tc = tcase_create("core");
+    /* The 100 000-step loops report each check to check's parent process:
+     * about a second on a busy machine. More room than the default 4 s,
+     * which only a hang should reach. */
+    tcase_set_timeout(tc, 30);
     tcase_add_test(tc, bucket_starts_full_then_waits);
     tcase_add_test(tc, bucket_rate_over_time);
     tcase_add_test(tc, bucket_caps_at_burst);

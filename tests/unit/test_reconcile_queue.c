@@ -222,6 +222,17 @@ static void run_for(run *t, double s)
     ev_run(t->loop, 0);
 }
 
+/* Run the loop until cond holds, for 10 s at most. The work takes
+ * milliseconds, but a fixed run of a few hundred ms can end first on a
+ * loaded machine (or under ASan): the process may not get the CPU for that
+ * long. Checks that nothing happens (paused) still run for a fixed time. */
+#define RUN_UNTIL(t, cond)                                                  \
+    do {                                                                    \
+        double end_ = ev_time() + 10;                                       \
+        while (!(cond) && ev_time() < end_)                                 \
+            run_for((t), 0.01);                                             \
+    } while (0)
+
 static void run_free(run *t)
 {
     ev_timer_stop(t->loop, &t->finish);
@@ -244,7 +255,7 @@ START_TEST(driver_paused_then_bounded_workers)
     ck_assert_int_eq(t.calls, 0);
     ck_assert_uint_eq(reconciler_depth(t.r), 10);
     reconciler_resume(t.r);
-    run_for(&t, 0.2);
+    RUN_UNTIL(&t, t.calls >= 10 && t.busy == 0 && reconciler_depth(t.r) == 0);
     ck_assert_int_eq(t.calls, 10);
     ck_assert_int_eq(t.max_busy, 3);
     ck_assert_uint_eq(reconciler_depth(t.r), 0);
@@ -259,8 +270,8 @@ START_TEST(driver_retries_with_backoff)
     t.fail_first = 4;
     reconciler_resume(t.r);
     reconciler_add(t.r, "sync");
-    /* 4 failures (5+10+20+40 ms at most) then a success. */
-    run_for(&t, 0.3);
+    /* 4 failures (5+10+20+40 ms at most) then a success, and no more. */
+    RUN_UNTIL(&t, t.calls >= 5 && reconciler_depth(t.r) == 0);
     ck_assert_int_eq(t.calls, 5);
     ck_assert_uint_eq(reconciler_depth(t.r), 0);
     /* Paused: retries wait too. */
@@ -274,7 +285,7 @@ START_TEST(driver_retries_with_backoff)
     ck_assert_uint_eq(reconciler_depth(t.r), 1);
     t.fail_first = 0;
     reconciler_resume(t.r);
-    run_for(&t, 0.3);
+    RUN_UNTIL(&t, reconciler_depth(t.r) == 0);
     ck_assert_uint_eq(reconciler_depth(t.r), 0);
     run_free(&t);
 }
@@ -283,7 +294,11 @@ END_TEST
 static Suite *suite(void)
 {
     Suite *s = suite_create("reconcile_queue");
+    /* check's default limit is 4 s a test; many_keys_grow_table and the
+     * driver (up to 10 s of RUN_UNTIL) can need more on a loaded machine.
+     * Only a hang should reach the limit. */
     TCase *tc = tcase_create("workq");
+    tcase_set_timeout(tc, 30);
     tcase_add_test(tc, dedup_and_fifo);
     tcase_add_test(tc, one_worker_per_key_and_dirty);
     tcase_add_test(tc, backoff_grows_caps_and_resets);
@@ -293,6 +308,7 @@ static Suite *suite(void)
     tcase_add_test(tc, many_keys_grow_table);
     suite_add_tcase(s, tc);
     TCase *td = tcase_create("driver");
+    tcase_set_timeout(td, 30);
     tcase_add_test(td, driver_paused_then_bounded_workers);
     tcase_add_test(td, driver_retries_with_backoff);
     suite_add_tcase(s, td);
