@@ -11,6 +11,9 @@ export VKC_BIN_DIR="$build/bin"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/tests/lsan.supp:print_suppressions=0}
+# check's default limit per test is 4 s, which a loaded machine can exceed
+# with no fault of the code; run() bounds each program as a whole.
+export CK_DEFAULT_TIMEOUT=${CK_DEFAULT_TIMEOUT:-60}
 
 failed=()
 passed=0
