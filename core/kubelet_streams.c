@@ -67,6 +67,7 @@ struct kubelet_streams {
     struct conn *conns;
     double idle_timeout;  /* seconds; 0: none */
     metric *idle_closed;  /* by route */
+    metric *open;         /* connections now, by route */
 };
 
 /* Metric labels, as kubelet_api.c names the routes. */
@@ -90,6 +91,7 @@ static void conn_free(struct conn *c)
         ks->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
+    metric_add(ks->open, (const char *[]){kind_names[c->kind]}, -1);
     exec_bridge_free(c->bridge);
     for (size_t i = 0; i < c->nfwd; i++) {
         exec_bridge_free(c->fwds[i]->bridge);
@@ -137,6 +139,7 @@ static struct conn *conn_new(kubelet_streams *ks, http_request *req,
     if (c->next)
         c->next->prev = c;
     ks->conns = c;
+    metric_add(ks->open, (const char *[]){kind_names[c->kind]}, 1);
     if (!c->ns || !c->pod || !c->uid || !c->container) {
         c->http_done = true; /* the caller answers */
         conn_free(c);
@@ -812,6 +815,9 @@ void kubelet_streams_set_metrics(kubelet_streams *ks, metrics *m)
         "Exec, attach and port-forward connections closed by "
         "--streaming-connection-idle-timeout, by route.",
         "route");
+    ks->open = metrics_gauge(m, "kubelet_api_stream_connections",
+                             "Exec, attach, port-forward and run connections open now, by route.",
+                             "route");
 }
 
 void kubelet_streams_free(kubelet_streams *ks)

@@ -436,7 +436,14 @@ pod=$(awk '$1 ~ /^default\/faults-/ {sub("default/", "", $1); print $1; exit}' "
 "${kw[@]}" exec "$pod" -- sleep 120 >"$dir/exec.out" 2>"$dir/exec.err" &
 ex=$!
 helpers+=("$ex")
-sleep 2
+# The exec must have reached the core (its connection open) before the
+# provider dies, or it would simply run on the next provider.
+deadline=$((SECONDS + 60))
+until [ "$(kubelet /metrics | metric_sum /dev/stdin kubelet_api_stream_connections 'route="exec"')" -ge 1 ]; do
+    ((SECONDS < deadline)) || fail "kubectl exec sleep 120 never reached the core: $(cat "$dir/exec.err")"
+    sleep 0.2
+done
+sleep 1 # from the upgrade to the provider's ExecInContainer
 kill -0 "$ex" 2>/dev/null || fail "kubectl exec sleep 120 ended early: $(cat "$dir/exec.err")"
 provider_pid || fail "no provider"
 kill -KILL "$prov"
