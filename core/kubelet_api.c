@@ -32,8 +32,10 @@
 #define LOG_QUEUE_CHUNKS 64
 #define LOG_QUEUE_BYTES (256 * 1024)
 /* A log's response head waits this long for the provider's first chunk or
- * its error, so that an unknown container is a 404, not a 200 with an
- * empty body; a quiet followed log then gets its 200 anyway. */
+ * its error, so that a container the provider does not know (the pod
+ * cache knew it: an unknown one is a 404 before the call) is a 404 too,
+ * not a 200 with an empty body; a quiet followed log then gets its 200
+ * anyway. */
 #define LOG_HEAD_GRACE 1.0
 /* A log that is not followed must get the provider's first chunk or its end
  * within this long (the provider client's unary deadline), and after that
@@ -1212,7 +1214,9 @@ static void authorized(call *c, const kubelet_auth_result *res)
             }
             break;
         case R_LOGS:
-            if (names_ok(c) && provider_can(c, PC_CAP_GET_CONTAINER_LOGS))
+            if (names_ok(c) && provider_can(c, PC_CAP_GET_CONTAINER_LOGS) &&
+                target_known(c, &(kubelet_stream_target){.ns = c->seg[1], .pod = c->seg[2],
+                                                         .uid = "", .container = c->seg[3]}))
                 start_logs(c);
             break;
         default:

@@ -489,6 +489,11 @@ START_TEST(unknown_pod_or_container_is_404)
     assert_status("POST /run/default/p1/nope?cmd=echo%20x HTTP/1.1\r\nHost: n\r\n"
                   "Content-Length: 0\r\n\r\n",
                   404, "NotFound", "container nope not found in pod default/p1");
+    /* Logs too: from the pod cache, before any provider call. */
+    assert_status("GET /containerLogs/default/nope/c HTTP/1.1\r\nHost: n\r\n\r\n", 404,
+                  "NotFound", "pod default/nope not found");
+    assert_status("GET /containerLogs/default/p1/nope?follow=true HTTP/1.1\r\nHost: n\r\n\r\n",
+                  404, "NotFound", "container nope not found in pod default/p1");
     /* The right UID is fine. */
     struct sclient s;
     s_open(&s, "/exec/default/p1/u1/c?command=echo&command=ok&output=1", "v4.channel.k8s.io");
