@@ -244,6 +244,7 @@ out=$("${kn[@]}" logs "$pod" -c app --tail=1 2>&1)
 [[ $out =~ ^line\ [0-9]+$ ]] || fail "kubectl logs --tail=1: [$out]"
 # -f: until 4 lines came, not for a fixed time (kubectl's start on a loaded
 # machine can take seconds, and a fixed window then holds too few lines).
+: >"$dir/follow" # read at once by the loop below, before the job may open it
 "${kw[@]}" logs -f "$pod" -c app --tail=1 >"$dir/follow" 2>&1 &
 follow=$!
 start=$SECONDS

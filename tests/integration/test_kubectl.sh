@@ -81,6 +81,9 @@ before=$(grep " line $((first - 1))\$" "$dir/all" | cut -d' ' -f1)
 # -f from the last line: newer lines must arrive, in order, while it runs.
 # Until 5 lines came, not for a fixed time: kubectl's start on a loaded
 # machine can take seconds, and a fixed window then holds too few lines.
+# The file exists before the background job opens it: the loop reads it
+# at once, and a read of a missing file would end the loop.
+: >"$dir/follow"
 "${K[@]}" logs --tail=1 -f "$pod" >"$dir/follow" 2>"$dir/follow.err" &
 follow=$!
 deadline=$((SECONDS + 60))
