@@ -36,6 +36,7 @@
 #include <openssl/x509.h>
 
 #include "../../core/kube_client.h"
+#include "../../core/metrics.h"
 #include "../../core/kube_reflector.h"
 #include "../../core/kube_watch.h"
 #include "../../core/kubeconfig.h"
@@ -756,7 +757,12 @@ START_TEST(rate_limit_queue_bound_and_free)
     /* One token every 10 s: the three waiting requests are still waiting
      * when the client is freed, however long the first one takes on a
      * loaded machine (at 0.5 qps the second could leave after 2 s). */
-    struct kube_client_opts o = {.qps = 0.1, .burst = 1, .queue_max = 3};
+    metrics *m = metrics_new();
+    metric *waiting = metrics_gauge(m, "w", "", "client");
+    metric *rejected = metrics_counter(m, "r", "", "client");
+    metric *limits = metrics_gauge(m, "l", "", "client,bound");
+    struct kube_client_opts o = {.qps = 0.1, .burst = 1, .queue_max = 3, .name = "t",
+                                 .waiting = waiting, .rejected = rejected, .limits = limits};
     struct kube_client *c = client(&admin_cfg, &o);
     struct result r[10] = {0};
     int accepted = 0;
@@ -765,10 +771,17 @@ START_TEST(rate_limit_queue_bound_and_free)
             accepted++;
     ck_assert_int_eq(accepted, 4);   /* one on the wire, three waiting */
     ck_assert_uint_eq(kube_client_stats(c)->rejected, 6);
+    /* What /metrics shows of it. */
+    ck_assert_double_eq(metric_get(waiting, (const char *[]){"t"}), 3);
+    ck_assert_double_eq(metric_get(rejected, (const char *[]){"t"}), 6);
+    ck_assert_double_eq(metric_get(limits, (const char *[]){"t", "waiting"}), 3);
+    ck_assert_double_eq(metric_get(limits, (const char *[]){"t", "in_flight"}), 100);
     AWAIT(r[0].calls == 1, 20);
     ck_assert_int_eq(r[0].status, 200);
     /* Freeing the client runs the waiting ones' callbacks, cancelled. */
     kube_client_free(c);
+    ck_assert_double_eq(metric_get(waiting, (const char *[]){"t"}), 0);
+    metrics_free(m);
     for (int i = 1; i < 4; i++) {
         ck_assert_int_eq(r[i].calls, 1);
         ck_assert(r[i].cancelled);
