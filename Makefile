@@ -251,7 +251,7 @@ $(STREAMS_BIN): $(STREAMS_OBJ) $(SDK_LIB)
 # Per-pod instruction counts of the core's hot paths (tests/bench/micro).
 MICRO_BIN  := $(BUILD)/bench/vkc-micro
 MICRO_OBJ  := $(OBJ)/tests/bench/micro/micro.o \
-              $(addprefix $(OBJ)/core/,podstatus.o envresolve.o metrics.o logval.o kube_client.o kubeconfig.o ratelimit.o)
+              $(addprefix $(OBJ)/core/,podstatus.o packed.o envresolve.o metrics.o logval.o kube_client.o kubeconfig.o ratelimit.o)
 
 $(MICRO_BIN): $(MICRO_OBJ) $(SDK_LIB)
 	@mkdir -p $(dir $@)

@@ -8,7 +8,7 @@
  *
  * No tree of a pod outlives the event that brought it: the API's copy is
  * what reconciling and status writes read on every pass (api_copy) plus
- * the pod packed (podstatus.h), parsed again only for a provider call, a
+ * the pod packed (packed.h), parsed again only for a provider call, a
  * status write or a status of the core's own. At 10,000 pods the trees
  * were ~19 KB each, most of the core's memory.
  *
@@ -32,6 +32,7 @@
 #include "kube_reflector.h"
 #include "log.h"
 #include "logval.h"
+#include "packed.h"
 #include "podstatus.h"
 #include "reconcile.h"
 #include "statusfeed.h"

@@ -42,6 +42,7 @@
 #include "buf.h"
 #include "kube_client.h"
 #include "metrics.h"
+#include "packed.h"
 
 typedef struct podstatus podstatus;
 
@@ -103,35 +104,5 @@ uint64_t json_hash(uint64_t seed, yajl_val v);
 
 /* The view of pod (a Pod tree); uid points into pod. */
 podstatus_view podstatus_view_of(yajl_val pod);
-
-/* ---- packed JSON ---------------------------------------------------------------
- *
- * A JSON document kept deflated. The caches hold pods and statuses this
- * way: a 3 KB pod is a ~19 KB yajl tree, and ~0.8 KB deflated without its
- * managedFields; a tree is built again only for the call that needs it. */
-typedef struct packed_json {
-    unsigned char *z;           /* NULL: empty */
-    uint32_t zlen, len;         /* deflated and original sizes */
-} packed_json;
-
-/* Replace pk's document with json[0..len). 0, or -1 (pk unchanged) when
- * memory ran out. */
-int packed_set(packed_json *pk, const char *json, size_t len);
-/* Replace pk's document with the tree v, written without
- * metadata.managedFields when v is a Pod: the field manager's bookkeeping,
- * ~40 % of a pod's bytes, which nothing here reads and which the API server
- * keeps as it is when a PUT has none. 0, or -1 (pk unchanged). */
-int packed_set_tree(packed_json *pk, yajl_val v);
-/* Replace dst's document with a copy of src's (dst is empty when src
- * is). 0, or -1 (dst unchanged) when memory ran out. */
-int packed_copy(packed_json *dst, const packed_json *src);
-/* Append pk's document to out. 0, or -1 when memory ran out or pk is
- * empty. */
-int packed_get(const packed_json *pk, vk_buf *out);
-/* pk's document as a tree (the caller's), NULL when memory ran out or pk
- * is empty. */
-yajl_val packed_tree(const packed_json *pk);
-/* Wipe (the document may hold secrets) and free; pk is then empty. */
-void packed_clear(packed_json *pk);
 
 #endif
