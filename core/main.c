@@ -43,6 +43,7 @@
 #include "objcache.h"
 #include "pods.h"
 #include "privdrop.h"
+#include "procstats.h"
 #include "refs.h"
 #include "rpc.h"
 #include "socket_dir.h"
@@ -66,6 +67,7 @@ typedef struct core {
     struct ev_loop *loop;
     vk_pool *pool, *api_pool;
     metrics *metrics;
+    procstats *procstats;
     refs *refs;
     callback_server *callbacks;
     supervisor *supervisor;
@@ -354,6 +356,7 @@ static int run(core *c, const flags *f)
     }
 
     c->metrics = metrics_new();
+    c->procstats = c->metrics ? procstats_new(c->metrics) : NULL;
     metric *restarts = metrics_counter(c->metrics, "provider_restarts_total",
         "Times the provider was restarted (or, with --provider-socket, reconnected).", NULL);
     metric *up = metrics_gauge(c->metrics, "provider_up",
@@ -364,7 +367,7 @@ static int run(core *c, const flags *f)
         "Core service requests from the provider, by result.", "method,code");
     c->refs = refs_new();
     c->pool = vk_pool_new(c->loop, POOL_THREADS, POOL_QUEUE);
-    if (!c->metrics || !c->refs || !c->pool) {
+    if (!c->metrics || !c->procstats || !c->refs || !c->pool) {
         vk_error("out of memory", "step=%s", "registries");
         c->exit_code = 1;
         goto out;
@@ -465,6 +468,7 @@ out:
     free_kubernetes(c);
     refs_free(c->refs);
     metrics_free(c->metrics);
+    procstats_free(c->procstats);
     free(provider_sock);
     free(core_target);
     return c->exit_code;

@@ -33,6 +33,8 @@ struct metric {
 struct metrics {
     pthread_mutex_t lock;
     metric *first, **tail;
+    metrics_collect_fn collect;
+    void *collect_ud;
 };
 
 metrics *metrics_new(void)
@@ -242,9 +244,18 @@ static int render_family(const metric *f, vk_buf *out)
     return rc;
 }
 
+void metrics_on_render(metrics *m, metrics_collect_fn fn, void *ud)
+{
+    m->collect = fn;
+    m->collect_ud = ud;
+}
+
 int metrics_render(metrics *m, vk_buf *out)
 {
     int rc = 0;
+    /* Unlocked: the collector sets gauges, which takes the lock. */
+    if (m->collect)
+        m->collect(m->collect_ud);
     pthread_mutex_lock(&m->lock);
     for (const metric *f = m->first; f; f = f->next)
         rc |= render_family(f, out);

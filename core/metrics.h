@@ -36,6 +36,11 @@ void metric_set(metric *f, const char *const *values, double value);
 /* Current value, 0 for a series never touched. */
 double metric_get(metric *f, const char *const *values);
 
+/* fn(ud) runs at the start of every metrics_render, outside the registry's
+ * lock, to set gauges that are read when asked for rather than kept up to
+ * date (core/procstats.c). One per registry; ud must outlive m's renders. */
+typedef void (*metrics_collect_fn)(void *ud);
+void metrics_on_render(metrics *m, metrics_collect_fn fn, void *ud);
 /* The response header line of what metrics_render writes. */
 #define METRICS_HEADERS "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
 

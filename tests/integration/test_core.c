@@ -829,6 +829,32 @@ static int free_port(void)
     return ntohs(sa.sin_port);
 }
 
+/* The value of the unlabelled series name in a /metrics answer; -1 when
+ * it is missing. */
+static double metric_value(const char *text, const char *name)
+{
+    char key[128];
+    snprintf(key, sizeof key, "\n%s ", name);
+    const char *at = strstr(text, key);
+    return at ? strtod(at + strlen(key), NULL) : -1;
+}
+
+/* Field (kB) of /proc/PID/status in bytes, -1 when missing. */
+static double proc_status_bytes(pid_t pid, const char *field)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *fp = fopen(path, "r");
+    double v = -1;
+    size_t n = strlen(field);
+    while (fp && fgets(line, sizeof line, fp))
+        if (!strncmp(line, field, n) && line[n] == ':')
+            v = strtod(line + n + 1, NULL) * 1024;
+    if (fp)
+        fclose(fp);
+    return v;
+}
+
 START_TEST(test_metrics_addr)
 {
     int port = free_port();
@@ -843,6 +869,26 @@ START_TEST(test_metrics_addr)
     ck_assert_msg(strncmp(b.data, "HTTP/1.1 200", 12) == 0, "got: %s", b.data);
     ck_assert_msg(strstr(b.data, "text/plain; version=0.0.4"), "got: %s", b.data);
     ck_assert_msg(strstr(b.data, "\nprovider_up 1"), "got: %s", b.data);
+    /* The process' own figures agree with what the kernel says of it. */
+    double rss = metric_value(b.data, "process_resident_memory_bytes");
+    double kernel_rss = proc_status_bytes(core.pid, "VmRSS");
+    ck_assert_msg(rss > 1e6 && kernel_rss > 0 && rss > kernel_rss * 0.8 && rss < kernel_rss * 1.25,
+                  "process_resident_memory_bytes %.0f, VmRSS %.0f", rss, kernel_rss);
+    double file = metric_value(b.data, "process_resident_memory_file_bytes");
+    ck_assert_msg(file > 0 && file < rss, "file pages %.0f of %.0f", file, rss);
+    ck_assert_msg(metric_value(b.data, "process_virtual_memory_bytes") > rss, "got: %s", b.data);
+    double fds = metric_value(b.data, "process_open_fds");
+    ck_assert_msg(fds >= 4 && fds < 200, "open fds %.0f", fds);
+    ck_assert_msg(metric_value(b.data, "process_max_fds") >= fds, "got: %s", b.data);
+    double started = metric_value(b.data, "process_start_time_seconds");
+    ck_assert_msg(started > (double)time(NULL) - 120 && started <= (double)time(NULL) + 1,
+                  "start time %.3f, now %lld", started, (long long)time(NULL));
+    double cpu = metric_value(b.data, "process_cpu_seconds_total");
+    ck_assert_msg(cpu > 0 && cpu < 120, "cpu %.3f", cpu);
+    const char *heap = strstr(b.data, "\nprocess_heap_bytes{state=\"in_use\"} ");
+    ck_assert_msg(heap && strtod(heap + strlen("\nprocess_heap_bytes{state=\"in_use\"} "), NULL) > 1e5,
+                  "got: %s", b.data);
+    ck_assert_msg(strstr(b.data, "\nprocess_heap_bytes{state=\"free\"} "), "got: %s", b.data);
     http_get(port, "GET", "/healthz", &b);
     ck_assert_msg(strncmp(b.data, "HTTP/1.1 200", 12) == 0 && strstr(b.data, "\r\n\r\nok"),
                   "got: %s", b.data);
