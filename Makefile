@@ -185,7 +185,7 @@ FUZZ_SRC_portforward     := core/portforward.c sdk-c/spdy.c core/websocket.c \
                             tests/fuzz/spdy_client.c tests/fuzz/ws_client.c
 FUZZ_SRC_http            := core/http_server.c core/logval.c
 FUZZ_SRC_node            := core/node.c core/metrics.c core/ratelimit.c core/logval.c
-FUZZ_SRC_podstatus       := core/podstatus.c core/metrics.c core/ratelimit.c core/logval.c \
+FUZZ_SRC_podstatus       := core/podstatus.c core/packed.c core/metrics.c core/ratelimit.c core/logval.c \
                             sdk-c/pod_status.c
 
 FUZZ_NAMES := $(patsubst tests/fuzz/fuzz_%.c,%,$(filter-out tests/fuzz/fuzz_log.c,\
