@@ -1,11 +1,16 @@
 /* bench_common.c -- helpers of vkc-bench and its entry point. */
 #include "bench_common.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../../core/kubeconfig.h"
 #include "log.h"
@@ -77,6 +82,37 @@ long bench_rss_kb(pid_t pid, const char *field)
         }
     }
     fclose(f);
+    return v;
+}
+
+double bench_metric(int port, const char *series)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct timeval tv = {5, 0};
+    if (fd < 0)
+        return -1;
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    static const char req[] = "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    vk_buf b = VK_BUF_INIT;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+        write(fd, req, sizeof req - 1) == (ssize_t)(sizeof req - 1)) {
+        char chunk[16384];
+        ssize_t n;
+        while ((n = read(fd, chunk, sizeof chunk)) > 0)
+            vk_buf_append(&b, chunk, (size_t)n);
+    }
+    close(fd);
+    double v = -1;
+    size_t sl = strlen(series);
+    for (const char *line = b.data; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL)
+        if (!strncmp(line, series, sl) && line[sl] == ' ') {
+            v = strtod(line + sl + 1, NULL);
+            break;
+        }
+    vk_buf_free(&b);
     return v;
 }
 

@@ -32,6 +32,11 @@ struct kube_client *bench_client(struct ev_loop *loop, const char *kubeconfig);
 /* VmRSS / VmHWM of pid in KiB, -1 when unreadable. */
 long bench_rss_kb(pid_t pid, const char *field);
 
+/* The value of series (name{labels} as exposed) in the /metrics of the
+ * core's --metrics-addr 127.0.0.1:port; -1 when it cannot be read. A
+ * blocking GET: for moments when the bench waits anyway. */
+double bench_metric(int port, const char *series);
+
 /* "prefix-000123" -> 123, -1 when the name is not one of ours. */
 long bench_pod_index(const char *name, const char *prefix);
 

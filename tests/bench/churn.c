@@ -4,7 +4,7 @@
  *
  *   vkc-bench churn --kubeconfig ADMIN --node NODE --ns NS --pods N
  *                   [--prefix P] [--window W] [--timeout S] [--csv FILE]
- *                   [--rss-pid PID] [--settle S] [--keep] [--delete-only]
+ *                   [--rss-pid PID] [--settle S] [--metrics-port P] [--keep] [--delete-only]
  *                   [--annotations '"k":"v",...']
  *
  * Creates go out as fast as the API server takes them (W in flight; 429
@@ -12,7 +12,10 @@
  * stamps each pod's first Running and its DELETED event. --keep stops
  * after all are Running; --delete-only deletes the pods P-* already there.
  * --settle waits S seconds once all are Running and reads --rss-pid's
- * memory again before deleting: the figure at rest, after the burst.
+ * memory again before deleting: the figure at rest, after the burst; with
+ * --metrics-port (the core's --metrics-addr port) also its malloc heap in
+ * use and free (process_heap_bytes), which tells live data from free
+ * memory between live chunks.
  * A timeline (t, created, running, gone, rss_kb) is sampled every 250 ms
  * into --csv. The summary is key=value lines on stdout.
  */
@@ -48,6 +51,8 @@ typedef struct churn {
     double t0, t_created, t_running, t_del0, t_deleted, t_gone;
     long rss_running, anon_running, rss_max;
     long rss_settled, anon_settled;
+    double heap_in_use, heap_free;
+    int metrics_port;
     double settle_s;
     ev_timer sampler, deadline, retry_timer, settle;
     bool retry_due;     /* the pause after a refusal is over */
@@ -80,7 +85,12 @@ static void settle_cb(struct ev_loop *loop, ev_timer *w, int revents)
     churn *ch = w->data;
     ch->rss_settled = bench_rss_kb(ch->rss_pid, "VmRSS");
     ch->anon_settled = bench_rss_kb(ch->rss_pid, "RssAnon");
-    bench_log("%.0f s later: VmRSS %ld kB", ch->settle_s, ch->rss_settled);
+    if (ch->metrics_port > 0) {
+        ch->heap_in_use = bench_metric(ch->metrics_port, "process_heap_bytes{state=\"in_use\"}");
+        ch->heap_free = bench_metric(ch->metrics_port, "process_heap_bytes{state=\"free\"}");
+    }
+    bench_log("%.0f s later: VmRSS %ld kB, heap in use %.0f kB", ch->settle_s, ch->rss_settled,
+              ch->heap_in_use / 1024);
     start_deleting(ch);
 }
 
@@ -298,7 +308,7 @@ int cmd_churn(int argc, char **argv)
 {
     churn ch = {.ns = "bench", .prefix = "churn", .n = 10000, .window = 200, .rss_max = -1,
                 .rss_running = -1, .anon_running = -1, .rss_settled = -1,
-                .anon_settled = -1};
+                .anon_settled = -1, .heap_in_use = -1, .heap_free = -1};
     const char *kubeconfig = NULL, *csv = NULL;
     double timeout = 600;
     static const struct option opts[] = {
@@ -309,6 +319,7 @@ int cmd_churn(int argc, char **argv)
         {"rss-pid", required_argument, NULL, 'r'},    {"keep", no_argument, NULL, 'K'},
         {"delete-only", no_argument, NULL, 'D'},      {"annotations", required_argument, NULL, 'a'},
         {"settle", required_argument, NULL, 's'},
+        {"metrics-port", required_argument, NULL, 'M'},
         {0, 0, 0, 0},
     };
     int o;
@@ -327,6 +338,7 @@ int cmd_churn(int argc, char **argv)
         case 'D': ch.delete_only = true; break;
         case 'a': ch.annotations = optarg; break;
         case 's': ch.settle_s = atof(optarg); break;
+        case 'M': ch.metrics_port = atoi(optarg); break;
         default: return 2;
         }
     }
@@ -404,6 +416,8 @@ int cmd_churn(int argc, char **argv)
     printf("rss_running_kb=%ld\nanon_running_kb=%ld\nrss_max_kb=%ld\n", ch.rss_running,
            ch.anon_running, ch.rss_max);
     printf("rss_settled_kb=%ld\nanon_settled_kb=%ld\n", ch.rss_settled, ch.anon_settled);
+    printf("heap_in_use_settled_kb=%.0f\nheap_free_settled_kb=%.0f\n",
+           ch.heap_in_use < 0 ? -1 : ch.heap_in_use / 1024, ch.heap_free < 0 ? -1 : ch.heap_free / 1024);
     if (ch.rss_pid > 0)
         printf("hwm_kb=%ld\n", bench_rss_kb(ch.rss_pid, "VmHWM"));
 

@@ -154,6 +154,11 @@ stop_core() {
 }
 provider_pid() { [[ -n $CORE_PID ]] && pgrep -P "$CORE_PID" | head -n 1; }
 rss() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status" 2>/dev/null; }
+# process_heap_bytes{state="$1"} of the core, in kB (its --metrics-addr).
+heap_kb() {
+	curl -sf --max-time 5 "http://127.0.0.1:$METRICS_PORT/metrics" 2>/dev/null |
+		awk -v s="process_heap_bytes{state=\"$1\"}" '$1 == s { printf "%.0f", $2 / 1024 }'
+}
 metrics() { "${K[@]}" get --raw "/api/v1/nodes/vkc-node/proxy/metrics" 2>/dev/null; }
 # pods N (keep) in NS with PREFIX on vkc-node; extra args to churn
 make_pods() { # NS PREFIX N LOGNAME [args]
@@ -198,6 +203,7 @@ if want memory || want heartbeat; then
 	RSS0=$(rss "$CORE_PID" VmRSS)
 	HWM0=$(rss "$CORE_PID" VmHWM)
 	ANON0=$(rss "$CORE_PID" RssAnon)
+	HEAP0=$(heap_kb in_use)
 	log "idle RSS: $RSS0 kB"
 fi
 if want heartbeat; then
@@ -225,6 +231,7 @@ if want memory || want heartbeat || want recovery; then
 	RSS1=$(rss "$CORE_PID" VmRSS)
 	HWM1=$(rss "$CORE_PID" VmHWM)
 	ANON1=$(rss "$CORE_PID" RssAnon)
+	HEAP1=$(heap_kb in_use)
 	if want heartbeat; then
 		log "heartbeat: CPU of vkc-core idle with $REC_PODS pods for $IDLE_S s"
 		PP=$(provider_pid)
@@ -249,7 +256,7 @@ if want churn || want memory; then
 	log "churn: $PODS pods on vkc-node"
 	nice -n "$NICE" "$B" churn --kubeconfig "$ADMIN" --node vkc-node --ns bench-churn --prefix churn \
 		--pods "$PODS" --timeout 1800 --rss-pid "$CORE_PID" --csv "$OUT/churn-vkc-timeline.csv" \
-		--settle 10 >"$LOGS/churn-vkc.out" 2>"$LOGS/churn-vkc.err" || log "vkc churn FAILED (see $LOGS)"
+		--settle 10 --metrics-port "$METRICS_PORT" >"$LOGS/churn-vkc.out" 2>"$LOGS/churn-vkc.err" || log "vkc churn FAILED (see $LOGS)"
 	load VKC "$LOGS/churn-vkc.out"
 	log "vkc: Running after ${VKC_t_running_s:-?} s, gone after ${VKC_t_gone_s:-?} s"
 	metrics >"$LOGS/metrics-after-churn.txt"
@@ -402,21 +409,23 @@ if want memory; then
 	# are Running; the reading at that moment, in the burst, is shown too.
 	N_RSS=${VKC_rss_settled_kb:-}
 	B_RSS=${VKC_rss_running_kb:-}
-	echo "pods,vmrss_kb,vmhwm_kb,rssanon_kb" >"$OUT/memory.csv"
-	echo "0,${RSS0:-},${HWM0:-},${ANON0:-}" >>"$OUT/memory.csv"
-	echo "$REC_PODS,${RSS1:-},${HWM1:-},${ANON1:-}" >>"$OUT/memory.csv"
-	echo "$PODS,${N_RSS:-},${VKC_hwm_kb:-},${VKC_anon_settled_kb:-}" >>"$OUT/memory.csv"
+	N_HEAP=${VKC_heap_in_use_settled_kb:-}
+	echo "pods,vmrss_kb,vmhwm_kb,rssanon_kb,heap_in_use_kb" >"$OUT/memory.csv"
+	echo "0,${RSS0:-},${HWM0:-},${ANON0:-},${HEAP0:-}" >>"$OUT/memory.csv"
+	echo "$REC_PODS,${RSS1:-},${HWM1:-},${ANON1:-},${HEAP1:-}" >>"$OUT/memory.csv"
+	echo "$PODS,${N_RSS:-},${VKC_hwm_kb:-},${VKC_anon_settled_kb:-},${N_HEAP:-}" >>"$OUT/memory.csv"
 	mb() { [[ -n $1 && $1 != -1 ]] && calc "$1 / 1024" 1 || echo "?"; }
 	rx() { [[ -n $1 && -n ${RSS0:-} && $1 != -1 ]] && calc "$1 / $RSS0" 2 || echo "?"; }
 	ok=$(awk -v r="${N_RSS:--1}" 'BEGIN { print (r > 0 && r <= 30 * 1024) ? "met" : "MISSED" }')
 	table memory <<-EOF
 		== memory: vkc-core (mock provider not included) ==
-		pods     VmRSS MB   VmHWM MB   RssAnon MB   RSS / idle RSS
-		$(printf '%-8s %-10s %-10s %-12s %s' 0 "$(mb "${RSS0:-}")" "$(mb "${HWM0:-}")" "$(mb "${ANON0:-}")" "1.00 (baseline)")
-		$(printf '%-8s %-10s %-10s %-12s %s' "$REC_PODS" "$(mb "${RSS1:-}")" "$(mb "${HWM1:-}")" "$(mb "${ANON1:-}")" "$(rx "${RSS1:-}")")
-		$(printf '%-8s %-10s %-10s %-12s %s' "$PODS" "$(mb "$N_RSS")" "$(mb "${VKC_hwm_kb:-}")" "$(mb "${VKC_anon_settled_kb:-}")" "$(rx "$N_RSS")")
-		$(printf '%-8s %-10s %-10s %-12s %s' "(burst)" "$(mb "$B_RSS")" "" "$(mb "${VKC_anon_running_kb:-}")" "$(rx "$B_RSS")")
-		per pod: $( [[ -n ${N_RSS:-} && -n ${RSS0:-} && $N_RSS != -1 ]] && calc "($N_RSS - $RSS0) / $PODS" 1 || echo "?") kB (RssFile, ~19 MB, is shared libraries: gRPC, OpenSSL, libstdc++)
+		pods     VmRSS MB   VmHWM MB   RssAnon MB   heap in use MB   RSS / idle RSS
+		$(printf '%-8s %-10s %-10s %-12s %-16s %s' 0 "$(mb "${RSS0:-}")" "$(mb "${HWM0:-}")" "$(mb "${ANON0:-}")" "$(mb "${HEAP0:-}")" "1.00 (baseline)")
+		$(printf '%-8s %-10s %-10s %-12s %-16s %s' "$REC_PODS" "$(mb "${RSS1:-}")" "$(mb "${HWM1:-}")" "$(mb "${ANON1:-}")" "$(mb "${HEAP1:-}")" "$(rx "${RSS1:-}")")
+		$(printf '%-8s %-10s %-10s %-12s %-16s %s' "$PODS" "$(mb "$N_RSS")" "$(mb "${VKC_hwm_kb:-}")" "$(mb "${VKC_anon_settled_kb:-}")" "$(mb "$N_HEAP")" "$(rx "$N_RSS")")
+		$(printf '%-8s %-10s %-10s %-12s %-16s %s' "(burst)" "$(mb "$B_RSS")" "" "$(mb "${VKC_anon_running_kb:-}")" "" "$(rx "$B_RSS")")
+		per pod: $( [[ -n ${N_RSS:-} && -n ${RSS0:-} && $N_RSS != -1 ]] && calc "($N_RSS - $RSS0) / $PODS" 1 || echo "?") kB of RSS, $( [[ -n ${N_HEAP:-} && -n ${HEAP0:-} && $N_HEAP != -1 ]] && calc "($N_HEAP - $HEAP0) / $PODS" 2 || echo "?") kB of heap in use
+		(RssFile, ~19 MB, is shared libraries: gRPC, OpenSSL, libcurl's; heap in use: process_heap_bytes, live malloc data)
 		RSS at $REC_PODS and $PODS pods read 10 s after all were Running; (burst): at the moment the
 		watch saw all $PODS Running, before the trim after the burst; VmHWM: peak so far (churn included)
 		target <= 30 MB at 10k pods: $ok; peak over the whole run: $(mb "${CORE_HWM:-}") MB
@@ -433,6 +442,7 @@ if want memory; then
 		plot '$OUT/memory.csv' every ::1 using 1:(\$2/1024) with linespoints lw 2 pt 7 title 'VmRSS', \
 		     '' every ::1 using 1:(\$3/1024) with linespoints dt 2 pt 6 title 'VmHWM', \
 		     '' every ::1 using 1:(\$4/1024) with linespoints dt 3 pt 5 title 'RssAnon', \
+		     '' every ::1 using 1:(\$5/1024) with linespoints dt 4 pt 4 title 'heap in use', \
 		     30 with lines lc rgb 'red' dt 3 title 'target at 10k'
 	EOF
 fi
