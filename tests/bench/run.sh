@@ -416,7 +416,14 @@ if want memory; then
 	echo "$PODS,${N_RSS:-},${VKC_hwm_kb:-},${VKC_anon_settled_kb:-},${N_HEAP:-}" >>"$OUT/memory.csv"
 	mb() { [[ -n $1 && $1 != -1 ]] && calc "$1 / 1024" 1 || echo "?"; }
 	rx() { [[ -n $1 && -n ${RSS0:-} && $1 != -1 ]] && calc "$1 / $RSS0" 2 || echo "?"; }
-	ok=$(awk -v r="${N_RSS:--1}" 'BEGIN { print (r > 0 && r <= 30 * 1024) ? "met" : "MISSED" }')
+	# The target's reference, the kubelet's own ceiling (300 MiB at 100 pods,
+	# test/e2e/node/kubelet_perf.go), is on MemoryRSSInBytes: the Summary
+	# API's rssBytes, the cgroup's "anonymous and swap cache memory", which
+	# for one process is RssAnon. VmRSS also counts the resident pages of
+	# mapped files (the shared libraries): both are checked and shown.
+	within() { awk -v r="${1:--1}" 'BEGIN { print (r > 0 && r <= 30 * 1024) ? "met" : "MISSED" }'; }
+	ok_anon=$(within "${VKC_anon_settled_kb:-}")
+	ok_rss=$(within "${N_RSS:-}")
 	table memory <<-EOF
 		== memory: vkc-core (mock provider not included) ==
 		pods     VmRSS MB   VmHWM MB   RssAnon MB   heap in use MB   RSS / idle RSS
@@ -428,7 +435,9 @@ if want memory; then
 		(RssFile, ~19 MB, is shared libraries: gRPC, OpenSSL, libcurl's; heap in use: process_heap_bytes, live malloc data)
 		RSS at $REC_PODS and $PODS pods read 10 s after all were Running; (burst): at the moment the
 		watch saw all $PODS Running, before the trim after the burst; VmHWM: peak so far (churn included)
-		target <= 30 MB at 10k pods: $ok; peak over the whole run: $(mb "${CORE_HWM:-}") MB
+		target <= 30 MB at 10k pods: $ok_anon as the kubelet's resource tests measure RSS (anonymous memory,
+		RssAnon: $(mb "${VKC_anon_settled_kb:-}") MB); $ok_rss by VmRSS ($(mb "$N_RSS") MB: shared libraries' pages counted too);
+		peak VmRSS over the whole run: $(mb "${CORE_HWM:-}") MB
 	EOF
 	plot <<-EOF
 		set terminal pngcairo size 800,450 noenhanced
