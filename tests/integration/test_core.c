@@ -886,9 +886,14 @@ START_TEST(test_metrics_addr)
     double cpu = metric_value(b.data, "process_cpu_seconds_total");
     ck_assert_msg(cpu > 0 && cpu < 120, "cpu %.3f", cpu);
     const char *heap = strstr(b.data, "\nprocess_heap_bytes{state=\"in_use\"} ");
+#if defined(__SANITIZE_ADDRESS__)
+    /* Built like this test: ASan's allocator has no mallinfo2 figures. */
+    ck_assert_msg(!heap, "got: %s", b.data);
+#else
     ck_assert_msg(heap && strtod(heap + strlen("\nprocess_heap_bytes{state=\"in_use\"} "), NULL) > 1e5,
                   "got: %s", b.data);
     ck_assert_msg(strstr(b.data, "\nprocess_heap_bytes{state=\"free\"} "), "got: %s", b.data);
+#endif
     http_get(port, "GET", "/healthz", &b);
     ck_assert_msg(strncmp(b.data, "HTTP/1.1 200", 12) == 0 && strstr(b.data, "\r\n\r\nok"),
                   "got: %s", b.data);

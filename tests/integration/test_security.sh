@@ -345,6 +345,11 @@ for p in /metrics /metrics/resource /stats/summary /pods; do
     cp "$dir/body" "$dir/seen-${p//\//_}"
 done
 "${K[@]}" -n "$ns" get pod leaky -o json >"$dir/seen-pod"
+# The core's own figures, read from /proc after the drop to nobody.
+for m in process_open_fds process_resident_memory_bytes; do
+    awk -v m="$m" '$1 == m && $2 > 0 { found = 1 } END { exit !found }' "$dir/seen-_metrics" ||
+        fail "/metrics has no $m > 0: $(grep "^$m" "$dir/seen-_metrics")"
+done
 
 # Gone: its ConfigMap is refused from then on.
 "${K[@]}" -n "$ns" delete pod leaky --wait=false >/dev/null
