@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "envresolve.h"
+#include "intern.h"
 #include "json.h"
 #include "kube_reflector.h"
 #include "log.h"
@@ -82,7 +83,7 @@ enum phase { PHASE_OTHER, PHASE_RUNNING, PHASE_TERMINAL };
 
 /* The API's copy of a pod. */
 typedef struct api_copy {
-    char *uid;
+    const char *uid;        /* interned, as every uid below */
     long long rv;           /* podstatus_view's */
     uint64_t status_hash;
     bool deleting;          /* metadata.deletionTimestamp set */
@@ -100,18 +101,18 @@ typedef struct entry {
     uint64_t hash;          /* of api's updatable fields */
     bool listed;            /* seen in the list being applied */
 
-    char *refs_uid;         /* references recorded for this incarnation */
+    const char *refs_uid;   /* references recorded for this incarnation */
     held *refs;
     size_t n_refs;
 
-    char *prov_uid;         /* the incarnation the provider runs, or NULL */
+    const char *prov_uid;   /* the incarnation the provider runs, or NULL */
     /* Its pod for DeletePod, unless api is that incarnation's (see
      * prov_pod_json): empty when it is. */
     packed_json prov_pod;
     uint64_t prov_hash;
     bool prov_seen;         /* in the GetPods being applied */
 
-    char *seq_uid;          /* WatchPodStatus order, per incarnation */
+    const char *seq_uid;    /* WatchPodStatus order, per incarnation */
     uint64_t seq;
 
     bool busy;              /* a job or an API delete in flight */
@@ -172,7 +173,8 @@ typedef struct job {
     provider_client *pc;
     unsigned gen;
     enum op op;
-    char *key, *uid;
+    char *key;
+    const char *uid;        /* interned */
     char *json;             /* what the provider gets: may hold secrets */
     size_t len;
     packed_json plain;      /* create: the unresolved pod, for DeletePod */
@@ -227,7 +229,7 @@ static void free_copy(api_copy *a)
 {
     if (!a)
         return;
-    free(a->uid);
+    unintern(a->uid);
     packed_clear(&a->pod);
     free(a);
 }
@@ -237,7 +239,7 @@ static api_copy *copy_of(yajl_val pod)
 {
     podstatus_view v = podstatus_view_of(pod);
     api_copy *a = calloc(1, sizeof *a);
-    if (!a || !(a->uid = strdup(v.uid)) || packed_set_tree(&a->pod, pod) < 0) {
+    if (!a || !(a->uid = intern(v.uid)) || packed_set_tree(&a->pod, pod) < 0) {
         free_copy(a);
         return NULL;
     }
@@ -341,7 +343,7 @@ static void clear_prov(entry *e)
 {
     /* From GetPods it is the provider's copy, env resolved: secrets too;
      * packed_clear wipes it. */
-    free(e->prov_uid);
+    unintern(e->prov_uid);
     e->prov_uid = NULL;
     packed_clear(&e->prov_pod);
 }
@@ -375,7 +377,7 @@ static void drop_refs(pods *p, entry *e)
         free(e->refs[i].name);
     }
     free(e->refs);
-    free(e->refs_uid);
+    unintern(e->refs_uid);
     e->refs = NULL;
     e->n_refs = 0;
     e->refs_uid = NULL;
@@ -386,7 +388,7 @@ static void free_entry(pods *p, entry *e)
     drop_refs(p, e);
     free_copy(e->api);
     clear_prov(e);
-    free(e->seq_uid);
+    unintern(e->seq_uid);
     free(e->key);
     free(e->ns);
     free(e->name);
@@ -472,7 +474,7 @@ static void update_refs(pods *p, entry *e, yajl_val pod)
         return;
     }
     held *h = calloc(n ? n : 1, sizeof *h);
-    char *u = strdup(uid);
+    const char *u = intern(uid);
     size_t got = 0;
     while (h && u && got < n && (h[got].name = strdup(list[got].name)) != NULL) {
         h[got].kind = list[got].kind;
@@ -483,7 +485,7 @@ static void update_refs(pods *p, entry *e, yajl_val pod)
         while (got > 0)
             free(h[--got].name);
         free(h);
-        free(u);
+        unintern(u);
         free(list);
         return;
     }
@@ -497,7 +499,7 @@ static void update_refs(pods *p, entry *e, yajl_val pod)
     free(e->refs);
     if (e->refs_uid && strcmp(e->refs_uid, uid) != 0)
         refs_drop_pod(p->refs, e->refs_uid);
-    free(e->refs_uid);
+    unintern(e->refs_uid);
     e->refs = h;
     e->n_refs = n;
     e->refs_uid = u;
@@ -745,7 +747,7 @@ static void free_job(job *j)
     }
     packed_clear(&j->plain);
     free(j->key);
-    free(j->uid);
+    unintern(j->uid);
     vk_status_clear(&j->st);
     if (j->listing)
         protobuf_c_message_free_unpacked(&j->listing->base, NULL);
@@ -787,7 +789,7 @@ static job *new_job(pods *p, enum op op, const entry *e, const char *uid)
     j->op = op;
     j->gen = p->gen;
     j->pc = pc_ref(p->pc);
-    if ((e && !(j->key = strdup(e->key))) || (uid && !(j->uid = strdup(uid)))) {
+    if ((e && !(j->key = strdup(e->key))) || (uid && !(j->uid = intern(uid)))) {
         free_job(j);
         return NULL;
     }
@@ -1108,10 +1110,10 @@ static void on_status(void *ud, const statusfeed_event *ev)
         if (same_str(e->seq_uid, ev->uid) && ev->seq <= e->seq)
             return; /* older than what was applied */
         if (!same_str(e->seq_uid, ev->uid)) {
-            char *u = strdup(ev->uid);
+            const char *u = intern(ev->uid);
             if (!u)
                 return;
-            free(e->seq_uid);
+            unintern(e->seq_uid);
             e->seq_uid = u;
         }
         e->seq = ev->seq;
@@ -1222,7 +1224,7 @@ static void note_provider_pod(pods *p, const ProtobufCBinaryData *data)
     }
     bool api_has_it = e->api && same_str(e->api->uid, uid);
     clear_prov(e);
-    e->prov_uid = strdup(uid);
+    e->prov_uid = intern(uid);
     e->prov_hash = spec_hash(pod);
     e->prov_seen = true;
     /* Its own JSON for DeletePod, when the API's copy cannot serve. */

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "intern.h"
 #include "json.h"
 #include "log.h"
 #include "logval.h"
@@ -57,14 +58,15 @@
 typedef struct slot {
     struct slot *next;
     podstatus *ps;
-    char *key, *ns, *name, *uid;
+    char *key, *ns, *name;
+    const char *uid;               /* interned, as fresh_uid */
     packed_json desired;           /* a PodStatus; empty until set */
     uint64_t desired_hash;
     bool in_step;                  /* in_step_desired/api are meaningful */
     uint64_t in_step_desired, in_step_api;
     uint64_t writing;              /* desired_hash of the write in flight */
     packed_json fresh;             /* a Pod; empty when none */
-    char *fresh_uid;               /* fresh's view, the uid owned */
+    const char *fresh_uid;         /* fresh's view, the uid owned */
     long long fresh_rv;
     uint64_t fresh_status_hash;
     int64_t req;                   /* PUT or GET in flight, 0 when none */
@@ -313,11 +315,11 @@ static void free_slot(podstatus *ps, slot *s)
     ev_timer_stop(ps->loop, &s->retry);
     packed_clear(&s->desired);
     packed_clear(&s->fresh);
-    free(s->fresh_uid);
+    unintern(s->fresh_uid);
     free(s->key);
     free(s->ns);
     free(s->name);
-    free(s->uid);
+    unintern(s->uid);
     free(s);
 }
 
@@ -404,7 +406,7 @@ podstatus_view podstatus_view_of(yajl_val pod)
 static void drop_fresh(slot *s)
 {
     packed_clear(&s->fresh);
-    free(s->fresh_uid);
+    unintern(s->fresh_uid);
     s->fresh_uid = NULL;
 }
 
@@ -412,13 +414,13 @@ static void drop_fresh(slot *s)
 static void set_fresh(slot *s, yajl_val pod)
 {
     podstatus_view v = podstatus_view_of(pod);
-    char *uid = v.uid ? strdup(v.uid) : NULL;
+    const char *uid = v.uid ? intern(v.uid) : NULL;
     if (!uid || packed_set_tree(&s->fresh, pod) < 0) {
-        free(uid); /* without it the cache's copy is the base: a 409 at worst */
+        unintern(uid); /* without it the cache's copy is the base: a 409 at worst */
         drop_fresh(s);
         return;
     }
-    free(s->fresh_uid);
+    unintern(s->fresh_uid);
     s->fresh_uid = uid;
     s->fresh_rv = v.rv;
     s->fresh_status_hash = v.status_hash;
@@ -863,12 +865,12 @@ int podstatus_set(podstatus *ps, const char *key, const char *uid, yajl_val stat
         *p = s;
     }
     if (!s->uid || strcmp(s->uid, uid) != 0) {
-        char *u = strdup(uid);
+        const char *u = intern(uid);
         if (!u) {
             yajl_tree_free(status);
             return -1;
         }
-        free(s->uid);
+        unintern(s->uid);
         s->uid = u;
         s->in_step = false;
     }
