@@ -185,7 +185,7 @@ FUZZ_SRC_portforward     := core/portforward.c sdk-c/spdy.c core/websocket.c \
                             tests/fuzz/spdy_client.c tests/fuzz/ws_client.c
 FUZZ_SRC_http            := core/http_server.c core/logval.c
 FUZZ_SRC_node            := core/node.c core/metrics.c core/ratelimit.c core/logval.c
-FUZZ_SRC_podstatus       := core/podstatus.c core/packed.c core/intern.c core/metrics.c core/ratelimit.c core/logval.c \
+FUZZ_SRC_podstatus       := core/podstatus.c core/packed.c core/intern.c core/podkey.c core/metrics.c core/ratelimit.c core/logval.c \
                             sdk-c/pod_status.c
 
 FUZZ_NAMES := $(patsubst tests/fuzz/fuzz_%.c,%,$(filter-out tests/fuzz/fuzz_log.c,\
@@ -251,7 +251,7 @@ $(STREAMS_BIN): $(STREAMS_OBJ) $(SDK_LIB)
 # Per-pod instruction counts of the core's hot paths (tests/bench/micro).
 MICRO_BIN  := $(BUILD)/bench/vkc-micro
 MICRO_OBJ  := $(OBJ)/tests/bench/micro/micro.o \
-              $(addprefix $(OBJ)/core/,podstatus.o packed.o intern.o envresolve.o metrics.o logval.o kube_client.o kubeconfig.o ratelimit.o)
+              $(addprefix $(OBJ)/core/,podstatus.o packed.o intern.o podkey.o envresolve.o metrics.o logval.o kube_client.o kubeconfig.o ratelimit.o)
 
 $(MICRO_BIN): $(MICRO_OBJ) $(SDK_LIB)
 	@mkdir -p $(dir $@)

@@ -34,6 +34,7 @@
 #include "log.h"
 #include "logval.h"
 #include "packed.h"
+#include "podkey.h"
 #include "podstatus.h"
 #include "reconcile.h"
 #include "statusfeed.h"
@@ -95,7 +96,8 @@ typedef struct api_copy {
 typedef struct entry {
     struct entry *next;
     pods *p;
-    char *key, *ns, *name;
+    char *key;              /* "ns/name"; ns and name point into it */
+    const char *ns, *name;
 
     api_copy *api;          /* NULL: the API does not have the pod */
     uint64_t hash;          /* of api's updatable fields */
@@ -325,16 +327,13 @@ static entry *get_entry(pods *p, const char *ns, const char *name)
         vk_buf_free(&key);
         return *s;
     }
+    vk_buf_free(&key);
     entry *e = calloc(1, sizeof *e);
-    if (!e || !(e->ns = strdup(ns)) || !(e->name = strdup(name))) {
-        if (e)
-            free(e->ns);
+    if (!e || !(e->key = podkey_new(ns, name, &e->ns, &e->name))) {
         free(e);
-        vk_buf_free(&key);
         return NULL;
     }
     e->p = p;
-    e->key = vk_buf_steal(&key, NULL);
     *s = e;
     return e;
 }
@@ -390,8 +389,6 @@ static void free_entry(pods *p, entry *e)
     clear_prov(e);
     unintern(e->seq_uid);
     free(e->key);
-    free(e->ns);
-    free(e->name);
     free(e);
 }
 

@@ -28,6 +28,7 @@
 #include "log.h"
 #include "logval.h"
 #include "pod.h"
+#include "podkey.h"
 #include "ratelimit.h"
 
 
@@ -58,7 +59,8 @@
 typedef struct slot {
     struct slot *next;
     podstatus *ps;
-    char *key, *ns, *name;
+    char *key;                     /* "ns/name"; ns and name point into it */
+    const char *ns, *name;
     const char *uid;               /* interned, as fresh_uid */
     packed_json desired;           /* a PodStatus; empty until set */
     uint64_t desired_hash;
@@ -192,28 +194,16 @@ static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 static slot *new_slot(podstatus *ps, const char *key)
 {
-    const char *slash = strchr(key, '/');
     slot *s = calloc(1, sizeof *s);
-    if (!s || !slash)
-        goto fail;
+    if (!s || !(s->key = podkey_split(key, &s->ns, &s->name))) {
+        free(s);
+        return NULL;
+    }
     s->ps = ps;
-    s->key = strdup(key);
-    s->ns = strndup(key, (size_t)(slash - key));
-    s->name = strdup(slash + 1);
-    if (!s->key || !s->ns || !s->name)
-        goto fail;
     backoff_init(&s->backoff, RETRY_INITIAL_S, RETRY_MAX_S, 0);
     ev_init(&s->retry, retry_cb);
     s->retry.data = s;
     return s;
-fail:
-    if (s) {
-        free(s->key);
-        free(s->ns);
-        free(s->name);
-        free(s);
-    }
-    return NULL;
 }
 
 /* ---- the bound on requests out ----------------------------------------------- */
@@ -317,8 +307,6 @@ static void free_slot(podstatus *ps, slot *s)
     packed_clear(&s->fresh);
     unintern(s->fresh_uid);
     free(s->key);
-    free(s->ns);
-    free(s->name);
     unintern(s->uid);
     free(s);
 }
