@@ -175,7 +175,7 @@ FUZZ_SRC_envresolve      := core/envresolve.c
 FUZZ_SRC_watch           := core/kube_watch.c core/ratelimit.c
 FUZZ_SRC_reflector       := core/kube_reflector.c core/kube_watch.c core/ratelimit.c
 FUZZ_SRC_protobuf        :=
-FUZZ_SRC_provider_rpc    := core/provider_client.c core/callback_server.c core/refs.c \
+FUZZ_SRC_provider_rpc    := core/provider_client.c core/callback_server.c core/refs.c core/intern.c \
                             core/metrics.c core/socket_dir.c core/logval.c
 FUZZ_SRC_spdy            := sdk-c/spdy.c tests/fuzz/spdy_client.c
 FUZZ_SRC_websocket       := core/websocket.c tests/fuzz/ws_client.c

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "intern.h"
+
 #define BUCKETS 256
 #define POD_BUCKETS 1024
 
@@ -24,7 +26,8 @@ typedef struct object {
 
 typedef struct pod {
     struct pod *next;
-    char *uid, *ns, *name;
+    const char *uid;        /* interned */
+    char *ns, *name;
     object **objects;
     size_t n;
 } pod;
@@ -132,7 +135,7 @@ static pod **find_pod(refs *r, const char *uid)
 static void free_pod(refs *r, pod *p)
 {
     release_all(r, p->objects, p->n);
-    free(p->uid);
+    unintern(p->uid);
     free(p->ns);
     free(p->name);
     free(p);
@@ -183,7 +186,7 @@ int refs_set_pod(refs *r, const char *uid, const char *ns, const char *name,
     } else {
         p = calloc(1, sizeof *p);
         if (p) {
-            p->uid = strdup(uid);
+            p->uid = intern(uid);
             p->ns = strdup(ns);
             p->name = strdup(name);
         }
