@@ -284,6 +284,13 @@ static mock_pod *new_pod(const char *ns, vk_pod *pod, int64_t now)
         return NULL;
     }
     bind_specs(mp);
+    /* Container IDs never repeat across mock processes, as a runtime's do
+     * not: a restarted mock that handed a pod its old ID again would hide
+     * the restart, which the core counts by a changed containerID. The
+     * counter starts at this process's first pod's time in ns, far beyond
+     * any count an earlier process reached. */
+    if (!id_counter)
+        id_counter = (uint64_t)now;
     for (size_t i = 0; i < mp->n_ctrs; i++)
         snprintf(mp->ctrs[i].id, sizeof mp->ctrs[i].id, "mock://%016llx",
                  (unsigned long long)++id_counter);
