@@ -1,9 +1,10 @@
 /* intern.h -- one shared copy of a string that many places hold.
  *
  * A pod's uid is kept by its entry's API copy, by the incarnation the
- * provider runs, by its references, its status order and its status slot:
- * five 48-byte copies of the same 36 characters per pod, a tenth of what
- * the core holds for a pod at rest. Interned, they are one.
+ * provider runs, by its references (in the entry and in refs.c), its
+ * status order and its status slot: six 48-byte copies of the same 36
+ * characters per pod, a sixth of what the core held for a pod at rest.
+ * Interned, they are one.
  *
  *   const char *u = intern(uid);     // one reference, NULL: out of memory
  *   ...

@@ -31,7 +31,6 @@
 #include "podkey.h"
 #include "ratelimit.h"
 
-
 #define BUCKETS 1024 /* slots, one per pod: chains of ~10 at 10k pods */
 #define RETRY_INITIAL_S 0.5
 #define RETRY_MAX_S 30.0
