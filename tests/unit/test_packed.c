@@ -1,7 +1,8 @@
 /* test_packed.c -- packed JSON: exact round trips (pods, empty, large,
  * incompressible), managedFields dropped from pods only, a cut document
  * refused without touching the output, copies, and the preset dictionary
- * earning its keep on pods it was not written from. */
+ * earning its keep on pods it was not written from. Cut, overlong or
+ * trailing bytes are refused. */
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
@@ -175,6 +176,15 @@ START_TEST(cut_document_refused)
     ck_assert_int_eq(packed_get(&pk, &b), -1);
     ck_assert_uint_eq(b.len, 4);
     pk.len--;
+    /* Bytes after the end of the deflated stream: not this document. */
+    unsigned char *longer = malloc(whole + 1);
+    ck_assert_ptr_nonnull(longer);
+    memcpy(longer, pk.z, whole);
+    longer[whole] = 0x5a;
+    packed_json extra = {longer, whole + 1, pk.len};
+    ck_assert_int_eq(packed_get(&extra, &b), -1);
+    ck_assert_uint_eq(b.len, 4);
+    packed_clear(&extra);
     assert_holds(&pk, deploy_pod, strlen(deploy_pod));
     vk_buf_free(&b);
     packed_clear(&pk);
